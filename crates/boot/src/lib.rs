@@ -1,0 +1,19 @@
+//! Guest boot for duet: where things go in guest-physical memory and how a kernel is put there.
+//!
+//! Everything here is plain code over [`vm_memory::GuestMemoryBackend`]: loaders write guest memory and
+//! return plain data ([`BootEntry`]) that the `vmm` crate applies to a vCPU. Nothing here touches KVM, so
+//! every table and loader is unit-tested on anonymous memory.
+//!
+//! - [`layout`]: the fixed guest-physical addresses (GDT, page tables, zero page, MP table, MMIO gap)
+//!   and the RAM ranges of a VM of a given size.
+//! - [`linux`]: Linux's 64-bit boot protocol (bzImage or uncompressed vmlinux ELF), boot_params with e820,
+//!   command line, initramfs placement.
+//! - [`mptable`]: the Intel MultiProcessor table that lets an SMP Linux find every vCPU without ACPI.
+//! - [`entry`]: long-mode entry state (GDT, identity page tables) shared by every 64-bit entry.
+
+pub mod entry;
+pub mod layout;
+pub mod linux;
+pub mod mptable;
+
+pub use entry::{BootEntry, SegmentDescriptor};

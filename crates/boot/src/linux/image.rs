@@ -1,0 +1,179 @@
+//! Recognising a Linux kernel image and checking it is whole before anything is loaded.
+//!
+//! linux-loader does the loading; this module answers the questions it does not: is this file a kernel
+//! at all, is it truncated, and how much memory does it need. That gives users specific errors
+//! ("truncated: segment 2 ends at 0x1a3f000 but the file has 0x19f0000 bytes") instead of a generic
+//! read failure from inside the loader.
+
+use super::LinuxBootError;
+
+/// Kernel image formats duet boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// Uncompressed `vmlinux` ELF: entered directly at its 64-bit entry point (no decompression).
+    Elf,
+    /// Compressed `bzImage`: entered at `startup_64` of its decompressor (boot protocol ≥ 2.12).
+    BzImage,
+}
+
+impl KernelFormat {
+    /// Name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFormat::Elf => "vmlinux (ELF)",
+            KernelFormat::BzImage => "bzImage",
+        }
+    }
+}
+
+/// What duet learned from a kernel image's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// The format.
+    pub format: KernelFormat,
+    /// Lowest guest-physical address the kernel occupies.
+    pub load_start: u64,
+    /// One past the highest guest-physical address the kernel needs while booting (for a bzImage this
+    /// includes the decompression buffer, `init_size`).
+    pub load_end: u64,
+    /// Highest address an initramfs may end at (`initrd_addr_max`).
+    pub initrd_addr_max: u64,
+    /// Longest command line the kernel accepts, without the terminating NUL.
+    pub cmdline_max: usize,
+}
+
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+const BZIMAGE_MAGIC: u32 = 0x5372_6448; // "HdrS"
+const PT_LOAD: u32 = 1;
+/// Linux's x86 COMMAND_LINE_SIZE minus the NUL, used when a header does not say.
+const DEFAULT_CMDLINE_MAX: usize = 2047;
+const DEFAULT_INITRD_ADDR_MAX: u64 = 0x7fff_ffff;
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Inspects a kernel image held in memory (`image` is the whole file).
+pub fn inspect(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
+    if image.is_empty() {
+        return Err(LinuxBootError::EmptyKernel);
+    }
+    if image.len() >= 4 && &image[..4] == ELF_MAGIC {
+        return inspect_elf(image);
+    }
+    if u32_at(image, 0x202) == Some(BZIMAGE_MAGIC) {
+        return inspect_bzimage(image);
+    }
+    Err(LinuxBootError::NotAKernel)
+}
+
+fn inspect_elf(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
+    let truncated = |what: String| LinuxBootError::Truncated { what, size: image.len() as u64 };
+    if image.len() < 64 {
+        return Err(truncated("the ELF header (64 bytes)".into()));
+    }
+    if image[4] != 2 || image[5] != 1 || u16_at(image, 18) != Some(62) {
+        return Err(LinuxBootError::UnsupportedElf(
+            "not a 64-bit little-endian x86-64 ELF (class, data or machine mismatch)".into(),
+        ));
+    }
+    let phoff = u64_at(image, 32).unwrap_or(0);
+    let phentsize = u64::from(u16_at(image, 54).unwrap_or(0));
+    let phnum = u64::from(u16_at(image, 56).unwrap_or(0));
+    if phnum == 0 {
+        return Err(LinuxBootError::UnsupportedElf("it has no program headers".into()));
+    }
+    if phentsize < 56 {
+        return Err(LinuxBootError::UnsupportedElf(format!("program header size {phentsize} < 56")));
+    }
+    let ph_end = phoff.checked_add(phentsize.saturating_mul(phnum));
+    if ph_end.is_none_or(|end| end > image.len() as u64) {
+        return Err(truncated(format!("{phnum} program headers at offset {phoff:#x}")));
+    }
+    let (mut start, mut end) = (u64::MAX, 0u64);
+    for i in 0..phnum {
+        let ph = (phoff + i * phentsize) as usize;
+        if u32_at(image, ph) != Some(PT_LOAD) {
+            continue;
+        }
+        let offset = u64_at(image, ph + 8).unwrap_or(0);
+        let paddr = u64_at(image, ph + 24).unwrap_or(0);
+        let filesz = u64_at(image, ph + 32).unwrap_or(0);
+        let memsz = u64_at(image, ph + 40).unwrap_or(0);
+        let file_end = offset.checked_add(filesz).unwrap_or(u64::MAX);
+        if file_end > image.len() as u64 {
+            return Err(truncated(format!("segment {i} (file bytes {offset:#x}..{file_end:#x})")));
+        }
+        let seg_end = paddr
+            .checked_add(memsz.max(filesz))
+            .ok_or_else(|| LinuxBootError::UnsupportedElf(format!("segment {i} wraps the address space")))?;
+        start = start.min(paddr);
+        end = end.max(seg_end);
+    }
+    if end == 0 {
+        return Err(LinuxBootError::UnsupportedElf("it has no loadable segment".into()));
+    }
+    Ok(KernelInfo {
+        format: KernelFormat::Elf,
+        load_start: start,
+        load_end: end,
+        initrd_addr_max: DEFAULT_INITRD_ADDR_MAX,
+        cmdline_max: DEFAULT_CMDLINE_MAX,
+    })
+}
+
+fn inspect_bzimage(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
+    let truncated = |what: String| LinuxBootError::Truncated { what, size: image.len() as u64 };
+    // Setup header fields (offsets from the start of the file; see Documentation/x86/boot.rst).
+    let version = u16_at(image, 0x206).ok_or_else(|| truncated("the setup header".into()))?;
+    if version < 0x020c {
+        return Err(LinuxBootError::OldBootProtocol(version));
+    }
+    let field = |off: usize, len: usize| -> Result<u64, LinuxBootError> {
+        let v = match len {
+            1 => image.get(off).map(|b| u64::from(*b)),
+            2 => u16_at(image, off).map(u64::from),
+            4 => u32_at(image, off).map(u64::from),
+            _ => None,
+        };
+        v.ok_or_else(|| truncated("the setup header".into()))
+    };
+    let setup_sects = match field(0x1f1, 1)? {
+        0 => 4,
+        n => n,
+    };
+    let syssize = field(0x1f4, 4)?;
+    let loadflags = field(0x211, 1)?;
+    let code32_start = field(0x214, 4)?;
+    let initrd_addr_max = field(0x22c, 4)?;
+    let cmdline_size = field(0x238, 4)?;
+    let xloadflags = field(0x236, 2)?;
+    let init_size = field(0x260, 4)?;
+    if loadflags & 1 == 0 {
+        return Err(LinuxBootError::UnsupportedBzImage("not loaded high (LOADED_HIGH clear)"));
+    }
+    if xloadflags & 1 == 0 {
+        return Err(LinuxBootError::UnsupportedBzImage("no 64-bit entry point (XLF_KERNEL_64 clear)"));
+    }
+    let payload_start = (setup_sects + 1) * 512;
+    let need = payload_start + syssize * 16;
+    if need > image.len() as u64 {
+        return Err(truncated(format!(
+            "the protected-mode kernel ({need:#x} bytes expected from the setup header)"
+        )));
+    }
+    let payload_len = image.len() as u64 - payload_start;
+    Ok(KernelInfo {
+        format: KernelFormat::BzImage,
+        load_start: code32_start,
+        load_end: code32_start + init_size.max(payload_len),
+        initrd_addr_max,
+        cmdline_max: if cmdline_size == 0 { DEFAULT_CMDLINE_MAX } else { cmdline_size as usize },
+    })
+}

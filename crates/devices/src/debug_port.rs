@@ -1,0 +1,153 @@
+//! duet's debug port: how a guest ends the VM with a status and marks points in time.
+//!
+//! | port | access | meaning |
+//! |---|---|---|
+//! | 0xf4 | write 1, 2 or 4 bytes | exit: the VM stops and `duet` exits with this status |
+//! | 0xf4 | read 1–4 bytes | the signature bytes `"DUET"`, so a guest can detect duet |
+//! | 0xf8 | write 1, 2 or 4 bytes | mark: the VMM records the host time of the write with this code |
+//!
+//! Mark codes below 0x100 are reserved for duet ([`MARK_INIT`], …); guests may use the rest. The full
+//! description is in `docs/debug-port.md`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::bus::PioDevice;
+use crate::stop::{StopRequest, StopSignal};
+
+/// First port of the device.
+pub const DEBUG_PORT: u16 = 0xf4;
+/// Ports covered (0xf4..=0xfb).
+pub const DEBUG_PORTS: u16 = 8;
+/// Offset of the exit register.
+pub const EXIT_OFFSET: u16 = 0;
+/// Offset of the mark register.
+pub const MARK_OFFSET: u16 = 4;
+/// Mark code: Linux reached duet's init (PID 1 started).
+pub const MARK_INIT: u32 = 1;
+/// Mark code: a kernel reached its first instruction.
+pub const MARK_KERNEL_ENTRY: u32 = 2;
+/// Mark code: a kernel reached its main function.
+pub const MARK_KERNEL_MAIN: u32 = 3;
+/// What reads of the exit register return.
+pub const SIGNATURE: [u8; 4] = *b"DUET";
+
+/// A point in time a guest marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// The code the guest wrote.
+    pub code: u32,
+    /// When the VMM saw it.
+    pub at: Instant,
+}
+
+/// Marks recorded so far, shared with the VMM.
+pub type Marks = Arc<Mutex<Vec<Mark>>>;
+
+/// Most marks kept (a guest writing marks in a loop must not grow the VMM without bound).
+pub const MAX_MARKS: usize = 4096;
+
+/// The debug port device.
+#[derive(Debug)]
+pub struct DebugPort {
+    stop: Arc<StopSignal>,
+    marks: Marks,
+}
+
+impl DebugPort {
+    /// A port that stops the VM through `stop` and records marks into `marks`.
+    pub fn new(stop: Arc<StopSignal>, marks: Marks) -> Self {
+        DebugPort { stop, marks }
+    }
+}
+
+fn value(data: &[u8]) -> Option<u32> {
+    match data.len() {
+        1 | 2 | 4 => {
+            let mut b = [0u8; 4];
+            b[..data.len()].copy_from_slice(data);
+            Some(u32::from_le_bytes(b))
+        }
+        _ => None,
+    }
+}
+
+impl PioDevice for DebugPort {
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
+        data.fill(0);
+        if offset == EXIT_OFFSET {
+            let n = data.len().min(4);
+            data[..n].copy_from_slice(&SIGNATURE[..n]);
+        }
+    }
+
+    fn write(&mut self, offset: u16, data: &[u8]) {
+        let Some(v) = value(data) else { return };
+        match offset {
+            EXIT_OFFSET => self.stop.request(StopRequest::Exit(v)),
+            MARK_OFFSET => {
+                let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+                if marks.len() < MAX_MARKS {
+                    marks.push(Mark { code: v, at: Instant::now() });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port() -> (DebugPort, Arc<StopSignal>, Marks) {
+        let stop = Arc::new(StopSignal::new().expect("eventfd"));
+        let marks = Marks::default();
+        (DebugPort::new(stop.clone(), marks.clone()), stop, marks)
+    }
+
+    #[test]
+    fn exit_write_requests_a_stop_with_the_status() {
+        let (mut p, stop, _) = port();
+        p.write(EXIT_OFFSET, &7u32.to_le_bytes());
+        assert_eq!(stop.requested(), Some(StopRequest::Exit(7)));
+    }
+
+    #[test]
+    fn byte_wide_exit_works_too() {
+        let (mut p, stop, _) = port();
+        p.write(EXIT_OFFSET, &[42]);
+        assert_eq!(stop.requested(), Some(StopRequest::Exit(42)));
+    }
+
+    #[test]
+    fn marks_are_recorded_in_order_and_bounded() {
+        let (mut p, _, marks) = port();
+        p.write(MARK_OFFSET, &MARK_INIT.to_le_bytes());
+        p.write(MARK_OFFSET, &[9, 0]);
+        let m = marks.lock().expect("lock").clone();
+        assert_eq!(m.iter().map(|m| m.code).collect::<Vec<_>>(), vec![1, 9]);
+        assert!(m[0].at <= m[1].at);
+        for _ in 0..MAX_MARKS + 10 {
+            p.write(MARK_OFFSET, &[1]);
+        }
+        assert_eq!(marks.lock().expect("lock").len(), MAX_MARKS);
+    }
+
+    #[test]
+    fn odd_sizes_and_offsets_are_ignored() {
+        let (mut p, stop, marks) = port();
+        p.write(EXIT_OFFSET, &[1, 2, 3]);
+        p.write(2, &[1]);
+        assert_eq!(stop.requested(), None);
+        assert!(marks.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn reads_return_the_signature() {
+        let (mut p, _, _) = port();
+        let mut b = [0u8; 4];
+        p.read(EXIT_OFFSET, &mut b);
+        assert_eq!(&b, b"DUET");
+    }
+}
