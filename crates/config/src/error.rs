@@ -1,0 +1,282 @@
+//! Configuration errors: where ([`Location`]), which field, and what is
+//! wrong ([`Problem`]).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::model::{MAX_CMDLINE_LEN, MAX_MEMORY, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS};
+use crate::size::{format_size, SizeError};
+
+/// Where a configuration value (or error) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A place in a config file.
+    File {
+        /// The config file, as given to [`crate::load`] / [`crate::parse`].
+        path: PathBuf,
+        /// 1-based line number, when known.
+        line: Option<usize>,
+    },
+    /// A command-line override.
+    CommandLine {
+        /// The option, e.g. `--memory`.
+        option: &'static str,
+    },
+    /// A [`crate::Config`] built in code and checked with
+    /// [`crate::Config::validate`]: there is no location to report.
+    Code,
+}
+
+impl Location {
+    /// The 1-based line number, for a file location that has one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Location::File { line, .. } => *line,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File {
+                path,
+                line: Some(line),
+            } => write!(f, "{}:{line}", path.display()),
+            Location::File { path, line: None } => write!(f, "{}", path.display()),
+            Location::CommandLine { option } => write!(f, "command line ({option})"),
+            Location::Code => f.write_str("configuration"),
+        }
+    }
+}
+
+/// `"<location>: "`, or nothing for [`Location::Code`].
+fn prefix(location: &Location) -> String {
+    match location {
+        Location::Code => String::new(),
+        other => format!("{other}: "),
+    }
+}
+
+/// `"<field>: "`, or nothing.
+fn field_prefix(field: &Option<String>) -> String {
+    field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
+/// An error loading or checking a configuration.
+///
+/// The `Display` text is meant for users, e.g.
+/// `examples/bad.toml:4: ros.memory: invalid size "12Q": expected a number
+/// with an optional K, M or G suffix (e.g. "256M")`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("{}: cannot read config file: {message}", .path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error kind.
+        kind: io::ErrorKind,
+        /// The I/O error text.
+        message: String,
+    },
+    /// The file is not valid TOML, or does not fit the schema: unknown key,
+    /// wrong value type, unknown enum string (the message comes from the
+    /// TOML parser / serde).
+    #[error("{}{}{message}", prefix(.location), field_prefix(.field))]
+    Toml {
+        /// Where (file and line).
+        location: Location,
+        /// Dotted path of the offending key, when it could be determined.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is present and well-typed but not acceptable.
+    #[error("{}{field}: {problem}", prefix(.location))]
+    Invalid {
+        /// Where the value comes from.
+        location: Location,
+        /// Dotted path of the field, e.g. `ros.memory` or
+        /// `platform.clearcpuid[2]`.
+        field: String,
+        /// What is wrong (boxed to keep `Result<_, ConfigError>` small).
+        problem: Box<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// Where the error is, if anywhere ([`ConfigError::Read`] has only a path).
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Toml { location, .. } | ConfigError::Invalid { location, .. } => {
+                Some(location)
+            }
+        }
+    }
+
+    /// The 1-based line in the config file, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.location().and_then(Location::line)
+    }
+
+    /// The dotted field path (e.g. `ros.memory`), when known.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Toml { field, .. } => field.as_deref(),
+            ConfigError::Invalid { field, .. } => Some(field),
+        }
+    }
+
+    /// The semantic problem, for [`ConfigError::Invalid`].
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            ConfigError::Invalid { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a value (see [`ConfigError::Invalid`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// An `[hrt]` table is present.
+    #[error(
+        "the [hrt] partition (a Multiboot2 specialized kernel) is not supported by this version of duet yet"
+    )]
+    HrtUnsupported,
+    /// There is no `[ros]` table (and no `--kernel` to stand in for it).
+    #[error(
+        "missing required section [ros] (the Linux partition): add a [ros] table with at least kernel = \"vmlinux\""
+    )]
+    MissingRos,
+    /// `ros.kernel` is not given.
+    #[error(
+        "missing required key: the path of the Linux kernel image (e.g. kernel = \"vmlinux\", relative to the config file's directory)"
+    )]
+    MissingKernel,
+    /// `ros.vcpus` is outside `1..=64`.
+    #[error("{value} is out of range: expected {MIN_VCPUS} to {MAX_VCPUS}")]
+    VcpusOutOfRange {
+        /// The rejected count.
+        value: i64,
+    },
+    /// The size string does not parse.
+    #[error(transparent)]
+    Size(#[from] SizeError),
+    /// `ros.memory` is below the minimum.
+    #[error("{} is too small: the minimum is {}", format_size(*.bytes), format_size(MIN_MEMORY))]
+    MemoryTooSmall {
+        /// The rejected size in bytes.
+        bytes: u64,
+    },
+    /// `ros.memory` is above the maximum.
+    #[error("{} is too large: the maximum is {}", format_size(*.bytes), format_size(MAX_MEMORY))]
+    MemoryTooLarge {
+        /// The rejected size in bytes.
+        bytes: u64,
+    },
+    /// A path is the empty string.
+    #[error("{what} path is empty")]
+    EmptyPath {
+        /// What the path is for: `kernel`, `initramfs`, `console`.
+        what: &'static str,
+    },
+    /// The file does not exist.
+    #[error("{what} file not found: {}", .path.display())]
+    FileNotFound {
+        /// What the file is for: `kernel` or `initramfs`.
+        what: &'static str,
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// The path names a directory.
+    #[error("{what} path is a directory, not a file: {}", .path.display())]
+    IsDirectory {
+        /// What the file is for.
+        what: &'static str,
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// The path names something that is neither a file nor a directory
+    /// (a device, a FIFO, ...).
+    #[error("{what} path is not a regular file: {}", .path.display())]
+    NotAFile {
+        /// What the file is for.
+        what: &'static str,
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// The file exists but cannot be read (permissions, ...).
+    #[error("cannot read {what} file {}: {message}", .path.display())]
+    FileUnreadable {
+        /// What the file is for.
+        what: &'static str,
+        /// The resolved path.
+        path: PathBuf,
+        /// The I/O error text.
+        message: String,
+    },
+    /// The file has size 0.
+    #[error("{what} file is empty: {}", .path.display())]
+    FileEmpty {
+        /// What the file is for.
+        what: &'static str,
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// The kernel command line exceeds [`MAX_CMDLINE_LEN`].
+    #[error("kernel command line is too long: {len} bytes (the maximum is {MAX_CMDLINE_LEN})")]
+    CmdlineTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The kernel command line contains NUL, newline or carriage return.
+    #[error("kernel command line contains {} at byte {offset}: it must be a single line of text", char_name(*.ch))]
+    CmdlineBadChar {
+        /// The offending character.
+        ch: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+    /// `console.output = "file"` without `console.path`.
+    #[error("output = \"file\" needs a path (e.g. path = \"console.log\", relative to the config file's directory)")]
+    ConsolePathMissing,
+    /// `console.path` with an output other than `"file"`.
+    #[error("path is only allowed with output = \"file\" (output is \"{output}\")")]
+    ConsolePathForbidden {
+        /// The configured output.
+        output: &'static str,
+    },
+    /// The console log's directory does not exist.
+    #[error("directory of the console file does not exist: {}", .path.display())]
+    ConsoleDirMissing {
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// The console log path is a directory.
+    #[error("console path is a directory: {}", .path.display())]
+    ConsolePathIsDir {
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// A `platform.clearcpuid` entry is not `[a-z0-9_]+`.
+    #[error("invalid CPU feature name \"{name}\": expected lowercase letters, digits and underscores (e.g. \"popcnt\")")]
+    BadFeatureName {
+        /// The rejected entry.
+        name: String,
+    },
+}
+
+fn char_name(ch: char) -> &'static str {
+    match ch {
+        '\0' => "a NUL character",
+        '\n' => "a newline",
+        '\r' => "a carriage return",
+        _ => "a control character",
+    }
+}

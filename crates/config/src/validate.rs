@@ -1,0 +1,183 @@
+//! Semantic checks shared by file loading ([`crate::parse`]) and in-code
+//! configs ([`Config::validate`]).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, Location, Problem};
+use crate::model::{
+    Config, ConsoleOutput, MAX_CMDLINE_LEN, MAX_MEMORY, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
+};
+
+/// `1..=64`.
+pub(crate) fn check_vcpus(value: i64) -> Result<u32, Problem> {
+    match u32::try_from(value) {
+        Ok(v) if (MIN_VCPUS..=MAX_VCPUS).contains(&v) => Ok(v),
+        _ => Err(Problem::VcpusOutOfRange { value }),
+    }
+}
+
+/// 16 MiB to 64 GiB.
+pub(crate) fn check_memory(bytes: u64) -> Result<u64, Problem> {
+    if bytes < MIN_MEMORY {
+        Err(Problem::MemoryTooSmall { bytes })
+    } else if bytes > MAX_MEMORY {
+        Err(Problem::MemoryTooLarge { bytes })
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// An input file (`what` is `kernel` or `initramfs`): exists, is a regular
+/// file, is not empty, can be opened for reading.
+pub(crate) fn check_input_file(what: &'static str, path: &Path) -> Result<(), Problem> {
+    if path.as_os_str().is_empty() {
+        return Err(Problem::EmptyPath { what });
+    }
+    let owned = || path.to_path_buf();
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Err(Problem::FileNotFound {
+                what,
+                path: owned(),
+            })
+        }
+        Err(e) => {
+            return Err(Problem::FileUnreadable {
+                what,
+                path: owned(),
+                message: e.to_string(),
+            })
+        }
+    };
+    if meta.is_dir() {
+        return Err(Problem::IsDirectory {
+            what,
+            path: owned(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(Problem::NotAFile {
+            what,
+            path: owned(),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(Problem::FileEmpty {
+            what,
+            path: owned(),
+        });
+    }
+    fs::File::open(path)
+        .map(drop)
+        .map_err(|e| Problem::FileUnreadable {
+            what,
+            path: owned(),
+            message: e.to_string(),
+        })
+}
+
+/// No NUL, newline or carriage return.
+pub(crate) fn check_cmdline_chars(cmdline: &str) -> Result<(), Problem> {
+    match cmdline
+        .char_indices()
+        .find(|(_, c)| matches!(c, '\0' | '\n' | '\r'))
+    {
+        Some((offset, ch)) => Err(Problem::CmdlineBadChar { ch, offset }),
+        None => Ok(()),
+    }
+}
+
+/// At most [`MAX_CMDLINE_LEN`] bytes.
+pub(crate) fn check_cmdline_len(cmdline: &str) -> Result<(), Problem> {
+    if cmdline.len() > MAX_CMDLINE_LEN {
+        Err(Problem::CmdlineTooLong { len: cmdline.len() })
+    } else {
+        Ok(())
+    }
+}
+
+/// A `clearcpuid` entry: `[a-z0-9_]+`.
+pub(crate) fn check_feature(name: &str) -> Result<(), Problem> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::BadFeatureName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The console log file: not empty, not a directory, its directory exists.
+pub(crate) fn check_console_path(path: &Path) -> Result<(), Problem> {
+    if path.as_os_str().is_empty() {
+        return Err(Problem::EmptyPath { what: "console" });
+    }
+    if path.is_dir() {
+        return Err(Problem::ConsolePathIsDir {
+            path: path.to_path_buf(),
+        });
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(Problem::ConsoleDirMissing {
+                path: dir.to_path_buf(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Resolves a path from the config file against `base` (the file's
+/// directory; empty for the current directory) and makes it absolute
+/// (lexically: symlinks are not resolved and the file need not exist).
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
+impl Config {
+    /// Runs the same semantic checks as [`crate::load`] on a config built
+    /// in code (e.g. with [`Config::from_ros`]): vCPU and memory ranges,
+    /// kernel and initramfs files (exist, regular, non-empty, readable),
+    /// command line, console file directory, `clearcpuid` entries.
+    ///
+    /// Errors carry [`Location::Code`] and so display without a location,
+    /// e.g. `ros.vcpus: 0 is out of range: expected 1 to 64`. Paths are
+    /// checked as they are (relative ones against the current directory).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field: &str, problem: Problem| ConfigError::Invalid {
+            location: Location::Code,
+            field: field.to_string(),
+            problem: Box::new(problem),
+        };
+        let ros = &self.ros;
+        check_vcpus(i64::from(ros.vcpus)).map_err(|p| err("ros.vcpus", p))?;
+        check_memory(ros.memory).map_err(|p| err("ros.memory", p))?;
+        check_input_file("kernel", &ros.kernel).map_err(|p| err("ros.kernel", p))?;
+        if let Some(initramfs) = &ros.initramfs {
+            check_input_file("initramfs", initramfs).map_err(|p| err("ros.initramfs", p))?;
+        }
+        check_cmdline_chars(&ros.cmdline).map_err(|p| err("ros.cmdline", p))?;
+        check_cmdline_len(&ros.cmdline).map_err(|p| err("ros.cmdline", p))?;
+        if let ConsoleOutput::File(path) = &self.console.output {
+            check_console_path(path).map_err(|p| err("console.path", p))?;
+        }
+        if let Some(list) = &self.platform.clearcpuid {
+            for (i, name) in list.iter().enumerate() {
+                check_feature(name).map_err(|p| err(&format!("platform.clearcpuid[{i}]"), p))?;
+            }
+        }
+        Ok(())
+    }
+}

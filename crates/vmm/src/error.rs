@@ -1,0 +1,89 @@
+//! The VMM's errors. Each adds its own context and keeps its cause as `source`; the CLI prints the chain.
+
+use std::path::PathBuf;
+
+/// Why a VM could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A kernel or initramfs file could not be read.
+    #[error("cannot read the {what} {}", path.display())]
+    ReadImage {
+        /// "kernel" or "initramfs".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel image was refused.
+    #[error("cannot boot the kernel {}", path.display())]
+    Boot {
+        /// The kernel file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: boot::linux::LinuxBootError,
+    },
+    /// The MP table could not be written.
+    #[error("cannot write the MP table")]
+    MpTable(#[from] boot::mptable::MpTableError),
+    /// Guest memory could not be allocated.
+    #[error("cannot allocate {mib} MiB of guest memory")]
+    Memory {
+        /// Size asked for.
+        mib: u64,
+        /// Why.
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+    /// /dev/kvm could not be opened.
+    #[error("cannot open /dev/kvm (is KVM available and are you allowed to use it?)")]
+    KvmOpen(#[source] kvm_ioctls::Error),
+    /// A KVM ioctl failed.
+    #[error("{what} failed")]
+    Kvm {
+        /// Which operation.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// A vCPU could not be configured.
+    #[error(transparent)]
+    Vcpu(#[from] crate::vcpu::setup::SetupError),
+    /// Devices could not be placed on the bus.
+    #[error("cannot attach a device")]
+    Bus(#[from] devices::bus::BusError),
+    /// An OS resource (eventfd, epoll, thread, file) failed.
+    #[error("{what} failed")]
+    Io {
+        /// Which operation.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The console log file could not be created.
+    #[error("cannot create the console file {}", path.display())]
+    ConsoleFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl VmmError {
+    pub(crate) fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
+        move |source| VmmError::Kvm { what, source }
+    }
+
+    pub(crate) fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> VmmError {
+        move |source| VmmError::Io { what, source }
+    }
+}

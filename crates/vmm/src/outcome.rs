@@ -1,0 +1,71 @@
+//! How a VM ended, and what it left behind.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::platform::KvmFlavor;
+use crate::vcpu::GuestFault;
+
+/// Why the VM stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The guest wrote this status to the debug exit port.
+    Exit(u32),
+    /// The guest reset the machine (Linux `reboot`, or a panic with `panic=-1`).
+    Reset,
+    /// The run's time limit passed.
+    Timeout,
+    /// The guest faulted in a way that ends it.
+    Fault(GuestFault),
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Exit(s) => write!(f, "guest exited with status {s}"),
+            ExitReason::Reset => write!(f, "guest reset the machine"),
+            ExitReason::Timeout => write!(f, "timed out"),
+            ExitReason::Fault(fault) => write!(f, "guest fault: {fault}"),
+        }
+    }
+}
+
+/// A point in time the guest marked on the debug port, relative to the VMM's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkAt {
+    /// The mark's code.
+    pub code: u32,
+    /// Time since `Vm::new` began.
+    pub since_start: Duration,
+}
+
+/// The result of [`crate::Vm::run`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Why the VM stopped.
+    pub reason: ExitReason,
+    /// The console output, when the config asked for `output = "capture"`.
+    pub console: Option<Vec<u8>>,
+    /// Marks written to the debug port, in order.
+    pub marks: Vec<MarkAt>,
+    /// The host's KVM.
+    pub flavor: KvmFlavor,
+    /// Wall time from `Vm::new` to the end of `run`.
+    pub elapsed: Duration,
+    /// Emulation failures handled by duet's fallback (PVM hosts only).
+    pub emulation_fallbacks: u64,
+    /// Each vCPU's registers when the VMM stopped it (empty for a vCPU that faulted).
+    pub vcpu_regs: Vec<(u8, crate::vcpu::RegsSummary)>,
+}
+
+impl Outcome {
+    /// The first mark with `code`.
+    pub fn mark(&self, code: u32) -> Option<Duration> {
+        self.marks.iter().find(|m| m.code == code).map(|m| m.since_start)
+    }
+
+    /// The console output as text (lossy), empty when not captured.
+    pub fn console_text(&self) -> String {
+        self.console.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned()
+    }
+}

@@ -1,0 +1,292 @@
+//! ros-init: PID 1 (`/init`) of duet's Linux guest.
+//!
+//! Mounts /proc, /sys, /dev, /tmp; reports kernel release, CPUs and memory on the console;
+//! records mark 1 ("init reached") on duet's debug port (see `port.rs`); checks
+//! `duet.expect_cpus=N` from /proc/cmdline; runs the command given after ` -- ` on the kernel
+//! command line (`shell` for an interactive busybox shell, anything else through `/bin/sh -c`,
+//! nothing for checks only); then powers the VM off with the resulting status.
+//!
+//! PID 1 must never exit or panic: every failure becomes a message and status 1.
+
+mod port;
+
+use std::ffi::CString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Command;
+
+use port::DebugPort;
+
+/// Writes one `duet-init: ` line to stdout (the console), ignoring errors (no panics).
+fn say(msg: &str) {
+    let line = format!("duet-init: {msg}\n");
+    let mut buf = line.as_bytes();
+    while !buf.is_empty() {
+        // SAFETY: writes from a valid buffer of the given length.
+        let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        buf = buf.get(n as usize..).unwrap_or(&[]);
+    }
+}
+
+macro_rules! say {
+    ($($t:tt)*) => { say(&format!($($t)*)) };
+}
+
+fn mount(src: &str, target: &str, fstype: &str, ignore_busy: bool) -> Result<(), String> {
+    let c = |s: &str| CString::new(s).map_err(|_| format!("bad path {s:?}"));
+    let (csrc, ctarget, cfs) = (c(src)?, c(target)?, c(fstype)?);
+    // SAFETY: valid NUL-terminated strings; mkdir/mount have no memory-safety preconditions.
+    unsafe {
+        libc::mkdir(ctarget.as_ptr(), 0o755);
+        let flags = libc::MS_NOSUID | if fstype == "devtmpfs" { 0 } else { libc::MS_NODEV };
+        if libc::mount(csrc.as_ptr(), ctarget.as_ptr(), cfs.as_ptr(), flags, std::ptr::null()) != 0 {
+            let e = std::io::Error::last_os_error();
+            if !(ignore_busy && e.raw_os_error() == Some(libc::EBUSY)) {
+                return Err(format!("mount {fstype} on {target}: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure fds 0..2 are open on the console (they are when the initramfs has /dev/console;
+/// without it, the kernel leaves them closed and Rust's runtime points them at /dev/null).
+fn ensure_console() {
+    // SAFETY: fstat into a zeroed struct; fcntl/open/dup2 on integer fds; a static C string.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        let open = libc::fstat(1, &mut st) == 0;
+        let is_null = open && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+        if open && !is_null {
+            return;
+        }
+        let fd = libc::open(c"/dev/console".as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        if fd >= 0 {
+            for target in 0..3 {
+                if fd != target {
+                    libc::dup2(fd, target);
+                }
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    // SAFETY: uname fills a zeroed utsname; release is NUL-terminated by the kernel.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return format!("unknown ({})", std::io::Error::last_os_error());
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+/// Counts the CPUs in a sysfs CPU list such as "0-1,4,6-7".
+fn count_cpu_list(list: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                b.checked_sub(a)? + 1
+            }
+            None => {
+                part.parse::<u32>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
+}
+
+fn mem_total_kib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn run(port: &mut DebugPort) -> u32 {
+    if let Err(e) = mount("proc", "/proc", "proc", true) {
+        say!("{e}");
+    }
+    let ioperm_err = port.try_ioperm().err();
+    if port.ready() {
+        if let Err(e) = port.mark(port::MARK_INIT) {
+            say!("debug port: {e}; trying /dev/port");
+        }
+    }
+    let mut failed = Vec::new();
+    for (src, target, fstype) in [("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs"), ("tmpfs", "/tmp", "tmpfs")] {
+        if let Err(e) = mount(src, target, fstype, true) {
+            failed.push(e);
+        }
+    }
+    ensure_console();
+    say!("ros-init started");
+    for e in failed {
+        say!("{e}");
+    }
+    if !port.ready() {
+        match port.try_dev_port() {
+            Ok(()) => {
+                if let Err(e) = port.mark(port::MARK_INIT) {
+                    say!("debug port: {e}");
+                }
+            }
+            Err(e) => {
+                let why = ioperm_err.unwrap_or_else(|| "port I/O refused".to_string());
+                say!("no debug port ({why}; {e}): cannot signal the VMM");
+            }
+        }
+    }
+    say!("debug port via {}", port.describe());
+
+    say!("kernel {}", kernel_release());
+    let cpus_online = std::fs::read_to_string("/sys/devices/system/cpu/online");
+    let cpus = match &cpus_online {
+        Ok(list) => {
+            let n = count_cpu_list(list);
+            say!("cpus online: {} ({})", list.trim(), n.map_or("?".to_string(), |n| n.to_string()));
+            n
+        }
+        Err(e) => {
+            say!("cpus online: unknown (/sys/devices/system/cpu/online: {e})");
+            None
+        }
+    };
+    match mem_total_kib() {
+        Some(k) => say!("memory: {k} kB ({} MiB)", k / 1024),
+        None => say!("memory: unknown (/proc/meminfo)"),
+    }
+
+    // Checks from the kernel command line.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    say!("cmdline: {}", cmdline.trim());
+    let mut checks_ok = true;
+    for word in cmdline.split_whitespace() {
+        if word == "--" {
+            break;
+        }
+        if let Some(want) = word.strip_prefix("duet.expect_cpus=") {
+            match (want.parse::<u32>(), cpus) {
+                (Ok(w), Some(h)) if w == h => say!("check cpus: ok"),
+                (Ok(w), Some(h)) => {
+                    say!("check cpus: FAILED (want {w}, have {h})");
+                    checks_ok = false;
+                }
+                (Ok(w), None) => {
+                    say!("check cpus: FAILED (want {w}, have unknown)");
+                    checks_ok = false;
+                }
+                (Err(_), _) => {
+                    say!("check cpus: FAILED (bad value {want:?})");
+                    checks_ok = false;
+                }
+            }
+        }
+    }
+
+    // The command: everything after ` -- ` on the kernel command line is our argv[1..].
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let status = if args.is_empty() {
+        if checks_ok {
+            0
+        } else {
+            1
+        }
+    } else {
+        let mut cmd = Command::new("/bin/sh");
+        let shell = args.len() == 1 && args.first().is_some_and(|a| a == "shell");
+        if shell {
+            say!("starting /bin/sh on the console");
+            // SAFETY: setsid and ioctl are async-signal-safe; the closure allocates nothing.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::setsid();
+                    libc::ioctl(0, libc::TIOCSCTTY, 1);
+                    Ok(())
+                });
+            }
+        } else {
+            let line = args.join(" ");
+            say!("running: {line}");
+            cmd.arg("-c").arg(line);
+        }
+        cmd.env_clear()
+            .env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
+            .env("HOME", "/")
+            .env("TERM", "linux")
+            .current_dir("/");
+        match cmd.status() {
+            Ok(st) => match (st.code(), st.signal()) {
+                (Some(c), _) => c as u32,
+                (None, Some(sig)) => {
+                    say!("command killed by signal {sig}");
+                    128 + sig as u32
+                }
+                (None, None) => 1,
+            },
+            Err(e) => {
+                say!("cannot run /bin/sh: {e}");
+                1
+            }
+        }
+    };
+    if !checks_ok && status != 1 {
+        say!("a check failed: status 1 instead of {status}");
+        return 1;
+    }
+    status
+}
+
+fn power_off(port: &mut DebugPort, status: u32) -> ! {
+    say!("exit status {status}");
+    if port.ready() {
+        if let Err(e) = port.exit(status) {
+            say!("debug port: {e}");
+        }
+    }
+    // Still running: not under duet (or its exit port failed). Power off the usual way.
+    // SAFETY: plain syscalls.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    say!("reboot(RB_POWER_OFF): {}", std::io::Error::last_os_error());
+    loop {
+        // SAFETY: plain syscall; PID 1 must never return.
+        unsafe { libc::pause() };
+    }
+}
+
+fn main() {
+    let mut port = DebugPort::none();
+    let status = run(&mut port);
+    if !port.ready() {
+        // The ioperm path faulted after setup: one more try through /dev/port.
+        let _ = port.try_dev_port();
+    }
+    power_off(&mut port, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_cpu_list;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpu_list("0\n"), Some(1));
+        assert_eq!(count_cpu_list("0-1\n"), Some(2));
+        assert_eq!(count_cpu_list("0-1,4,6-7"), Some(5));
+        assert_eq!(count_cpu_list("x"), None);
+    }
+}

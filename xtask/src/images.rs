@@ -1,0 +1,127 @@
+//! `cargo xtask images`: guest images in `<repo>/target/guest-images/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::apt::{self, Apt};
+use crate::cpio;
+use crate::kernel;
+use crate::util::{bail, cache_dir, copy, is_static_elf, mkdirs, read, repo_root, run, run_stdout, write_atomic, Context, Result};
+
+/// Where the images go.
+pub fn images_dir() -> PathBuf {
+    repo_root().join("target/guest-images")
+}
+
+/// Prepares every image; returns the paths.
+pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
+    let out = images_dir();
+    mkdirs(&out)?;
+    let mut apt = Apt::new();
+    let mut done = Vec::new();
+    let init = ros_init(&out)?;
+    done.push(init.clone());
+    let busybox = busybox(&mut apt)?;
+    done.push(initramfs(&init, &busybox, &out.join("initramfs.cpio"))?);
+    done.extend(kernel::test_kernel(&mut apt, &out)?);
+    if cloud {
+        done.extend(kernel::cloud_kernel(&mut apt, &out)?);
+    }
+    Ok(done)
+}
+
+/// Builds guests/ros-init (static, release) and copies it to `out/ros-init`.
+pub fn ros_init(out: &Path) -> Result<PathBuf> {
+    let dir = repo_root().join("guests/ros-init");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(dir.join("target"))
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .current_dir(&dir)
+        // Our environment comes from `cargo run`: keep its flags from replacing the static
+        // linking that guests/ros-init/.cargo/config.toml asks for.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR");
+    run(&mut cmd).ctx(|| "building guests/ros-init".to_string())?;
+    let bin = dir.join("target/x86_64-unknown-linux-gnu/release/ros-init");
+    if !is_static_elf(&read(&bin)?) {
+        bail!("{} is not a static x86-64 ELF (crt-static not applied?)", bin.display());
+    }
+    let dest = out.join("ros-init");
+    copy(&bin, &dest)?;
+    Ok(dest)
+}
+
+/// A static busybox: /bin/busybox if it is one, else Debian's busybox-static, downloaded and
+/// unpacked into `~/.cache/duet/busybox` (the host's packages stay as they are).
+pub fn busybox(apt: &mut Apt) -> Result<PathBuf> {
+    let host = PathBuf::from("/bin/busybox");
+    if std::fs::read(&host).is_ok_and(|d| is_static_elf(&d)) {
+        return Ok(host);
+    }
+    let cache = cache_dir()?.join("busybox");
+    let unpacked = cache.join("root/bin/busybox");
+    if std::fs::read(&unpacked).is_ok_and(|d| is_static_elf(&d)) {
+        return Ok(unpacked);
+    }
+    eprintln!("xtask: /bin/busybox is missing or not static: fetching Debian's busybox-static");
+    let deb = match apt::find_deb(&cache, "busybox-static")? {
+        Some(deb) => deb,
+        None => apt.download("busybox-static", &cache)?,
+    };
+    apt::extract(&deb, &cache.join("root"))?;
+    if !std::fs::read(&unpacked).is_ok_and(|d| is_static_elf(&d)) {
+        bail!("{} (from {}) is missing or not a static x86-64 ELF", unpacked.display(), deb.display());
+    }
+    Ok(unpacked)
+}
+
+/// The applets of a busybox binary (`busybox --list`).
+fn applets(busybox: &Path) -> Result<Vec<String>> {
+    let list = run_stdout(Command::new(busybox).arg("--list"))?;
+    let mut names: Vec<String> = list
+        .lines()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != "busybox" && !n.contains('/') && !n.starts_with('.'))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names.dedup();
+    for need in ["sh", "ls", "cat", "echo", "mount", "poweroff"] {
+        if !names.iter().any(|n| n == need) {
+            bail!("{} has no `{need}` applet", busybox.display());
+        }
+    }
+    Ok(names)
+}
+
+/// Writes the initramfs: /init (ros-init), the usual directories, /dev/console and /dev/null,
+/// /bin/busybox and a /bin/<applet> → busybox link per applet.
+pub fn initramfs(init: &Path, busybox: &Path, dest: &Path) -> Result<PathBuf> {
+    let init_data = read(init)?;
+    let busybox_data = read(busybox)?;
+    let applets = applets(busybox)?;
+    let mut w = cpio::Writer::new(Vec::with_capacity(init_data.len() + busybox_data.len() + 64 * 1024));
+    let build = |w: &mut cpio::Writer<Vec<u8>>| -> std::io::Result<()> {
+        for d in ["dev", "proc", "sys", "tmp", "bin", "sbin", "usr", "usr/bin", "usr/sbin", "root", "etc"] {
+            w.dir(d, if d == "tmp" { 0o1777 } else if d == "root" { 0o700 } else { 0o755 })?;
+        }
+        w.char_dev("dev/console", 0o600, 5, 1)?;
+        w.char_dev("dev/null", 0o666, 1, 3)?;
+        w.file("init", 0o755, &init_data)?;
+        w.file("bin/busybox", 0o755, &busybox_data)?;
+        for a in &applets {
+            w.symlink(&format!("bin/{a}"), "busybox")?;
+        }
+        Ok(())
+    };
+    build(&mut w).ctx(|| format!("writing {}", dest.display()))?;
+    let data = w.finish().ctx(|| format!("writing {}", dest.display()))?;
+    write_atomic(dest, &data)?;
+    Ok(dest.to_path_buf())
+}
