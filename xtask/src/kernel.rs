@@ -13,7 +13,8 @@ pub fn test_kernel_key() -> Result<String> {
     let dir = repo_root().join("guests/linux");
     let config = read(&dir.join("duet-test.config"))?;
     let script = read(&dir.join("build-test-kernel.sh"))?;
-    Ok(format!("{:016x}", fnv1a64(&[&config, &script])))
+    let patch = read(&dir.join("pvm-syscall-shim.patch"))?;
+    Ok(format!("{:016x}", fnv1a64(&[&config, &script, &patch])))
 }
 
 /// `${XDG_CACHE_HOME:-~/.cache}/duet/kernel-test`.

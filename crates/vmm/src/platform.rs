@@ -128,20 +128,21 @@ impl PlatformSettings {
         p
     }
 
-    /// The full Linux command line: the user's, then duet's parameters it does not already set.
+    /// The full Linux command line: the user's kernel parameters, then duet's parameters the user did not
+    /// set, then the user's ` -- ` part (arguments for init) unchanged.
     pub fn linux_cmdline(&self, user: &str) -> String {
-        let mut line = user.trim().to_string();
+        let words: Vec<&str> = user.split_whitespace().collect();
+        let split = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+        let (kernel, init) = words.split_at(split);
+        let mut line: Vec<String> = kernel.iter().map(|w| w.to_string()).collect();
         for param in self.linux_cmdline_params() {
-            let key = param.split('=').next().unwrap_or(&param);
-            let already = user.split_whitespace().any(|w| w.split('=').next() == Some(key));
-            if !already {
-                if !line.is_empty() {
-                    line.push(' ');
-                }
-                line.push_str(&param);
+            let key = param.split('=').next().unwrap_or(&param).to_string();
+            if !kernel.iter().any(|w| w.split('=').next() == Some(key.as_str())) {
+                line.push(param);
             }
         }
-        line
+        line.extend(init.iter().map(|w| w.to_string()));
+        line.join(" ")
     }
 }
 
@@ -193,5 +194,15 @@ mod tests {
         assert!(!line.contains("panic=-1"));
         let hw = PlatformSettings::resolve(KvmFlavor::Intel, &auto);
         assert_eq!(hw.linux_cmdline(""), "reboot=k panic=-1");
+    }
+
+    #[test]
+    fn duet_params_stay_before_the_init_arguments() {
+        let auto = config::PlatformConfig { pvm_workarounds: config::Workarounds::Auto, clearcpuid: None };
+        let hw = PlatformSettings::resolve(KvmFlavor::Intel, &auto);
+        assert_eq!(hw.linux_cmdline("quiet -- echo a -- b"), "quiet reboot=k panic=-1 -- echo a -- b");
+        assert_eq!(hw.linux_cmdline("-- sh"), "reboot=k panic=-1 -- sh");
+        // A user setting after "--" belongs to init and does not count as the kernel's.
+        assert_eq!(hw.linux_cmdline("x -- panic=1"), "x reboot=k panic=-1 -- panic=1");
     }
 }
