@@ -19,7 +19,7 @@ fn main() {
     let kstack = TINY_LOAD + 0x1f_0000;
     let ustack = TINY_LOAD + 0x1e_0000;
     let mut a = asm();
-    let (mut lstar, mut pf, mut gp, mut user, mut gdtr, mut idtr, mut reload) =
+    let (mut lstar, pf, gp, mut user, mut gdtr, mut idtr, mut reload) =
         (a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label(), a.create_label());
     // Make the 2 MiB page at 16 MiB user-accessible: PML4[0], PDPT[0], PD0[8] |= U.
     for addr in [0x9000u64, 0xa000, 0xb000 + 8 * 8] {
@@ -148,7 +148,6 @@ fn main() {
     a.set_label(&mut idtr).expect("asm");
     a.dw(&[0xfff]).expect("asm");
     a.dq(&[idt]).expect("asm");
-    let code_addr_user = 0; let _ = code_addr_user;
     let kernel = tiny_kernel(a);
     let out = run(&tiny_config(&scratch("probe-syscall"), &kernel), Duration::from_secs(60));
     println!("flavor {}: {}", out.flavor, out.reason);

@@ -16,11 +16,11 @@ fn two_vms_in_a_row_leave_nothing_behind() {
     // Warm up once: the kick signal handler and logger are installed on first use.
     let first = run(&cfg, Duration::from_secs(60));
     assert_eq!(first.reason, vmm::ExitReason::Exit(5));
-    let (fds, threads) = (open_fds(), threads());
+    let (fds_before, threads_before) = (open_fds(), threads());
     for _ in 0..2 {
         let out = run(&cfg, Duration::from_secs(60));
         assert_eq!(out.reason, vmm::ExitReason::Exit(5));
     }
-    assert_eq!(open_fds(), fds, "file descriptors leaked");
-    assert_eq!(threads(), threads, "threads leaked");
+    assert_eq!(open_fds(), fds_before, "file descriptors leaked");
+    assert_eq!(threads(), threads_before, "threads leaked");
 }

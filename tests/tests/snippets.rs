@@ -94,11 +94,12 @@ fn int3_reaches_the_guest_breakpoint_handler() {
     assert_eq!(out.reason, ExitReason::Exit(3), "console: {}", out.console_text());
 }
 
-/// x87 and MXCSR control instructions: native on hardware KVM, emulated by duet on PVM.
+/// x87 and MXCSR control instructions: native on hardware KVM, emulated by duet on PVM. Each check that
+/// fails exits with its own status (1: fldcw/fnstcw, 2: ldmxcsr/stmxcsr, 3: fld1/fnstsw).
 #[test]
 fn x87_and_mxcsr_control_state_round_trips() {
     let mut a = asm();
-    let mut fail = a.create_label();
+    let mut fails = [a.create_label(), a.create_label(), a.create_label()];
     a.mov(rax, cr4).expect("asm");
     a.or(rax, 0x200).expect("asm"); // CR4.OSFXSR, so ldmxcsr is legal
     a.mov(cr4, rax).expect("asm");
@@ -109,25 +110,32 @@ fn x87_and_mxcsr_control_state_round_trips() {
     a.fnstcw(word_ptr(rdi + 2)).expect("asm");
     a.movzx(eax, word_ptr(rdi + 2)).expect("asm");
     a.cmp(eax, 0x027f).expect("asm");
-    a.jne(fail).expect("asm");
+    a.jne(fails[0]).expect("asm");
     a.mov(dword_ptr(rdi + 4), 0x7f80u32).expect("asm");
     a.ldmxcsr(dword_ptr(rdi + 4)).expect("asm");
     a.stmxcsr(dword_ptr(rdi + 8)).expect("asm");
     a.mov(eax, dword_ptr(rdi + 8)).expect("asm");
     a.cmp(eax, 0x7f80).expect("asm");
-    a.jne(fail).expect("asm");
+    a.jne(fails[1]).expect("asm");
     a.fld1().expect("asm");
     a.fnclex().expect("asm");
     a.fnstsw(ax).expect("asm");
     a.shr(eax, 11).expect("asm");
     a.and(eax, 7).expect("asm");
     a.cmp(eax, 7).expect("asm"); // one push: TOP = 7
-    a.jne(fail).expect("asm");
+    a.jne(fails[2]).expect("asm");
     exit_with(&mut a, 0);
-    a.set_label(&mut fail).expect("asm");
-    exit_with(&mut a, 1);
+    for (i, label) in fails.iter_mut().enumerate() {
+        a.set_label(label).expect("asm");
+        a.mov(rsi, rax).expect("asm");
+        a.mov(eax, eax).expect("asm");
+        a.mov(dx, 0xf8u32).expect("asm");
+        a.out(dx, eax).expect("asm"); // the value seen, as a mark
+        exit_with(&mut a, i as u32 + 1);
+    }
     let out = run(&tiny_config(&scratch("x87"), &tiny_kernel(a)), LIMIT);
-    assert_eq!(out.reason, ExitReason::Exit(0));
+    let seen: Vec<String> = out.marks.iter().map(|m| format!("{:#x}", m.code)).collect();
+    assert_eq!(out.reason, ExitReason::Exit(0), "value seen: {seen:?} ({} fallbacks)", out.emulation_fallbacks);
     if out.flavor.emulates_ring0() {
         assert!(out.emulation_fallbacks >= 5, "PVM should have needed the fallback: {}", out.emulation_fallbacks);
     }
