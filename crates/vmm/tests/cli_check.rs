@@ -129,7 +129,7 @@ fn initramfs_larger_than_memory_is_refused() {
     let c = Case::new("bigrd");
     c.file("big.cpio", &vec![0u8; 20 << 20]);
     c.refuses(
-        "[ros]\nkernel = \"vmlinux\"\nmemory = \"16M\"\ninitramfs = \"big.cpio\"\n",
+        "[ros]\nkernel = \"vmlinux\"\nmemory = \"24M\"\ninitramfs = \"big.cpio\"\n",
         &["too small", "initramfs", "at least"],
     );
 }
@@ -206,4 +206,10 @@ fn run_guest_fault_has_its_own_exit_code() {
         c.duet(&["run"], "[ros]\nkernel = \"ud2.elf\"\nmemory = \"32M\"\n[console]\noutput = \"none\"\n");
     assert_eq!(code, 125, "{stderr}");
     assert!(stderr.contains("triple-faulted") && stderr.contains("RIP="), "{stderr}");
+}
+
+#[test]
+fn kernel_larger_than_memory_is_refused() {
+    // The tiny kernel loads at 16 MiB: 16 MiB of RAM cannot hold it.
+    Case::new("smallmem").refuses("[ros]\nkernel = \"vmlinux\"\nmemory = \"16M\"\n", &["too small for the kernel", "16 MiB"]);
 }
