@@ -1,4 +1,5 @@
 //! Tier 2: tiny hand-assembled kernels on real KVM, one exit path each.
+#![allow(clippy::panic)]
 
 use std::time::Duration;
 

@@ -77,6 +77,16 @@ pub fn low_ram_end(size: u64) -> u64 {
     size.min(MMIO_GAP_START)
 }
 
+// The fixed low structures must not overlap; checked when the crate compiles.
+const _: () = {
+    assert!(GDT_START + 4 * 8 <= ZERO_PAGE_START);
+    assert!(ZERO_PAGE_START + 0x1000 <= BOOT_STACK_TOP);
+    assert!(BOOT_STACK_TOP <= PML4_START);
+    assert!(PD_START + 4 * 0x1000 <= CMDLINE_START);
+    assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= LEGACY_HOLE_START);
+    assert!(LEGACY_HOLE_START <= MPTABLE_START && MPTABLE_START < BIOS_AREA_END);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,13 +107,4 @@ mod tests {
         assert_eq!(low_ram_end(4 << 30), MMIO_GAP_START);
     }
 
-    #[test]
-    fn fixed_structures_do_not_overlap() {
-        assert!(GDT_START + 4 * 8 <= ZERO_PAGE_START);
-        assert!(ZERO_PAGE_START + 0x1000 <= BOOT_STACK_TOP);
-        assert!(BOOT_STACK_TOP <= PML4_START);
-        assert!(PD_START + 4 * 0x1000 <= CMDLINE_START);
-        assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= LEGACY_HOLE_START);
-        assert!(LEGACY_HOLE_START <= MPTABLE_START && MPTABLE_START < BIOS_AREA_END);
-    }
 }

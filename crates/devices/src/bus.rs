@@ -126,8 +126,8 @@ mod tests {
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fd, &mut b));
         assert_eq!(b, [5]);
-        assert!(bus.write(0x3f8, &[b'x']));
-        assert_eq!(dev.lock().expect("lock").0, vec![(0, vec![b'x'])]);
+        assert!(bus.write(0x3f8, b"x"));
+        assert_eq!(dev.lock().expect("lock").0, vec![(0, b"x".to_vec())]);
     }
 
     #[test]

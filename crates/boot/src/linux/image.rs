@@ -106,7 +106,7 @@ fn inspect_elf(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
         let paddr = u64_at(image, ph + 24).unwrap_or(0);
         let filesz = u64_at(image, ph + 32).unwrap_or(0);
         let memsz = u64_at(image, ph + 40).unwrap_or(0);
-        let file_end = offset.checked_add(filesz).unwrap_or(u64::MAX);
+        let file_end = offset.saturating_add(filesz);
         if file_end > image.len() as u64 {
             return Err(truncated(format!("segment {i} (file bytes {offset:#x}..{file_end:#x})")));
         }
