@@ -4,19 +4,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use super::{assert_has, TestDir};
+use super::{assert_has, at, none, TestDir, K};
 use crate::*;
 
-fn none() -> Overrides {
-    Overrides::default()
-}
-
-/// `"<dir>/vm.toml:<line>: "`.
-fn at(d: &TestDir, line: usize) -> String {
-    format!("{}:{line}: ", d.toml().display())
-}
-
-const K: &str = "[ros]\nkernel = \"vmlinux\"\n";
 
 #[test]
 fn toml_syntax_error() {

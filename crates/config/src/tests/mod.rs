@@ -67,9 +67,17 @@ pub(crate) fn assert_has(msg: &str, parts: &[&str]) {
     }
 }
 
-fn none() -> Overrides {
+pub(crate) fn none() -> Overrides {
     Overrides::default()
 }
+
+/// `"<dir>/vm.toml:<line>: "`.
+pub(crate) fn at(d: &TestDir, line: usize) -> String {
+    format!("{}:{line}: ", d.toml().display())
+}
+
+/// The smallest valid `[ros]` section.
+pub(crate) const K: &str = "[ros]\nkernel = \"vmlinux\"\n";
 
 #[test]
 fn minimal() {

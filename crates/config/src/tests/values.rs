@@ -3,19 +3,8 @@
 
 use std::fs;
 
-use super::{assert_has, TestDir};
-use crate::*;
+use super::{assert_has, at, none, TestDir, K};
 
-fn none() -> Overrides {
-    Overrides::default()
-}
-
-/// `"<dir>/vm.toml:<line>: "`.
-fn at(d: &TestDir, line: usize) -> String {
-    format!("{}:{line}: ", d.toml().display())
-}
-
-const K: &str = "[ros]\nkernel = \"vmlinux\"\n";
 
 #[test]
 fn vcpus_out_of_range() {
