@@ -41,11 +41,11 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct Plan {
     /// The kernel file.
     pub kernel_path: PathBuf,
-    /// Its bytes.
+    /// Its bytes (emptied by [`Vm::new`] once they are in guest memory).
     pub kernel: Vec<u8>,
     /// What the kernel is.
     pub kernel_info: KernelInfo,
-    /// The initramfs bytes, if any.
+    /// The initramfs bytes, if any (dropped by [`Vm::new`] once they are in guest memory).
     pub initramfs: Option<Vec<u8>>,
     /// Where the initramfs goes.
     pub initramfs_at: Option<(u64, u64)>,
@@ -156,6 +156,8 @@ impl Vm {
         };
         let loaded = linux::load(&mem, &spec).map_err(|source| VmmError::Boot { path: plan.kernel_path.clone(), source })?;
         boot::mptable::write(&mem, vcpu_count)?;
+        // The images now live in guest memory; keeping a second copy would cost the VMM tens of MiB.
+        let plan = Plan { kernel: Vec::new(), initramfs: None, ..plan };
 
         let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
         let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
