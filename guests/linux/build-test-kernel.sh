@@ -24,7 +24,7 @@ apt_update() {
 
 # Build dependencies.
 need=()
-for p in flex bison bc make gcc xz:xz-utils perl:perl; do
+for p in flex bison bc make gcc patch xz:xz-utils perl:perl; do
   cmd=${p%%:*}; pkg=${p#*:}
   command -v "$cmd" >/dev/null || need+=("$pkg")
 done
