@@ -250,6 +250,13 @@ fn run(port: &mut DebugPort) -> u32 {
 
 fn power_off(port: &mut DebugPort, status: u32) -> ! {
     say!("exit status {status}");
+    // Let the console transmit everything written so far: the VM ends the moment the exit port is
+    // written, and output still queued in the tty would be lost.
+    // SAFETY: plain calls on standard descriptors; a failure only risks losing the last lines.
+    unsafe {
+        libc::tcdrain(1);
+        libc::tcdrain(2);
+    }
     if port.ready() {
         if let Err(e) = port.exit(status) {
             say!("debug port: {e}");
