@@ -1,4 +1,5 @@
-//! Probe: what does this host's KVM do with `syscall` from guest CPL3? Prints the debug-port marks.
+//! Guest user mode on real KVM: `syscall` from CPL3, and what the host's KVM does with it.
+
 use std::time::Duration;
 
 use duet_tests::*;
@@ -12,7 +13,9 @@ fn mark(a: &mut CodeAssembler, reg: AsmRegister64) {
     a.out(dx, eax).expect("asm");
 }
 
-fn main() {
+/// A guest that enters CPL3 through `iretq` with a Linux-like GDT and runs `syscall` with LSTAR set.
+/// The LSTAR handler reports CS, RCX and R11 as marks and exits 10; #PF and #GP handlers exit 20/30.
+fn syscall_probe() -> Vec<u8> {
     let gdt = TINY_DATA; // 10 entries
     let idt = TINY_DATA + 0x100;
     let tss = TINY_DATA + 0x400;
@@ -148,13 +151,28 @@ fn main() {
     a.set_label(&mut idtr).expect("asm");
     a.dw(&[0xfff]).expect("asm");
     a.dq(&[idt]).expect("asm");
-    let kernel = tiny_kernel(a);
-    let out = run(&tiny_config(&scratch("probe-syscall"), &kernel), Duration::from_secs(60));
-    println!("flavor {}: {}", out.flavor, out.reason);
-    let marks: Vec<u32> = out.marks.iter().map(|m| m.code).collect();
-    for pair in marks.chunks(2) {
-        let v = u64::from(pair[0]) | (u64::from(*pair.get(1).unwrap_or(&0)) << 32);
-        println!("  {v:#x}");
+    tiny_kernel(a)
+}
+
+/// Reads a mark pair (low, high) as one 64-bit value.
+fn marks64(out: &vmm::Outcome) -> Vec<u64> {
+    out.marks.chunks(2).map(|p| u64::from(p[0].code) | (u64::from(p.get(1).map_or(0, |m| m.code)) << 32)).collect()
+}
+
+/// The fact duet's PVM syscall shim (guests/linux/pvm-syscall-shim.patch) relies on: on PVM, `syscall`
+/// from CPL3 loads RIP from LSTAR, RCX and R11 but stays at CPL3; on hardware KVM it enters ring 0.
+#[test]
+fn syscall_from_user_mode_loads_lstar_rcx_r11() {
+    let out = run(&tiny_config(&scratch("syscall"), &syscall_probe()), Duration::from_secs(60));
+    assert_eq!(out.reason, vmm::ExitReason::Exit(10), "LSTAR handler reached; marks {:x?}", marks64(&out));
+    let v = marks64(&out);
+    assert!(v.len() >= 3, "marks {v:x?}");
+    let (code_seg, ret_rip, ret_flags) = (v[0], v[1], v[2]);
+    assert!(ret_rip > TINY_LOAD && ret_rip < TINY_LOAD + 0x1000, "RCX holds the return address: {ret_rip:#x}");
+    assert_eq!(ret_flags & 0x2, 0x2, "R11 holds RFLAGS: {ret_flags:#x}");
+    if out.flavor.emulates_ring0() {
+        assert_eq!(code_seg, 0x33, "PVM leaves the vCPU at CPL3 (if this changes, the shim is no longer needed)");
+    } else {
+        assert_eq!(code_seg, 0x10, "hardware enters ring 0 with STAR's kernel CS");
     }
-    for (id, r) in &out.vcpu_regs { println!("vcpu {id}: {r}"); }
 }
