@@ -112,3 +112,73 @@ pub fn open_fds() -> usize {
 pub fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).expect("/proc/self/task")
 }
+
+/// Where a tiny Multiboot2 kernel is loaded (above duet's reserved first MiB).
+pub const TINY_MB2_LOAD: u32 = 0x20_0000;
+
+/// A fresh 32-bit assembler (Multiboot2 kernels start in 32-bit protected mode).
+pub fn asm32() -> CodeAssembler {
+    CodeAssembler::new(32).expect("32-bit assembler")
+}
+
+/// Appends "write `status` to the exit port, then halt forever" in 32-bit code.
+pub fn exit_with32(a: &mut CodeAssembler, status: u32) {
+    a.mov(eax, status).expect("asm");
+    a.mov(dx, u32::from(EXIT_PORT)).expect("asm");
+    a.out(dx, eax).expect("asm");
+    let mut again = a.create_label();
+    a.set_label(&mut again).expect("asm");
+    a.hlt().expect("asm");
+    a.jmp(again).expect("asm");
+}
+
+/// Wraps 32-bit code in an ELF32 Multiboot2 kernel: one PT_LOAD segment at [`TINY_MB2_LOAD`] holding a
+/// Multiboot2 header (magic, i386, checksum, end tag) followed by the code, which is the ELF entry.
+pub fn tiny_mb2_kernel(mut a: CodeAssembler) -> Vec<u8> {
+    const HEADER_LEN: u32 = 24; // 16-byte header + 8-byte end tag
+    let code = a.assemble(u64::from(TINY_MB2_LOAD + HEADER_LEN)).expect("assemble");
+    let mut seg = Vec::new();
+    let magic = 0xe852_50d6u32;
+    seg.extend_from_slice(&magic.to_le_bytes());
+    seg.extend_from_slice(&0u32.to_le_bytes());
+    seg.extend_from_slice(&HEADER_LEN.to_le_bytes());
+    seg.extend_from_slice(&0u32.wrapping_sub(magic).wrapping_sub(HEADER_LEN).to_le_bytes());
+    seg.extend_from_slice(&[0, 0, 0, 0, 8, 0, 0, 0]); // end tag: type 0, flags 0, size 8
+    seg.extend_from_slice(&code);
+    let mut f = vec![0u8; 0x1000];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 1; // 32-bit
+    f[5] = 1;
+    f[6] = 1;
+    f[16..18].copy_from_slice(&2u16.to_le_bytes());
+    f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[24..28].copy_from_slice(&(TINY_MB2_LOAD + HEADER_LEN).to_le_bytes()); // entry
+    f[28..32].copy_from_slice(&52u32.to_le_bytes()); // phoff
+    f[40..42].copy_from_slice(&52u16.to_le_bytes()); // ehsize
+    f[42..44].copy_from_slice(&32u16.to_le_bytes()); // phentsize
+    f[44..46].copy_from_slice(&1u16.to_le_bytes()); // phnum
+    let ph = 52;
+    f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    f[ph + 4..ph + 8].copy_from_slice(&0x1000u32.to_le_bytes()); // offset
+    f[ph + 8..ph + 12].copy_from_slice(&TINY_MB2_LOAD.to_le_bytes()); // vaddr
+    f[ph + 12..ph + 16].copy_from_slice(&TINY_MB2_LOAD.to_le_bytes()); // paddr
+    f[ph + 16..ph + 20].copy_from_slice(&(seg.len() as u32).to_le_bytes());
+    f[ph + 20..ph + 24].copy_from_slice(&(seg.len() as u32).to_le_bytes());
+    f[ph + 24..ph + 28].copy_from_slice(&7u32.to_le_bytes());
+    f[ph + 28..ph + 32].copy_from_slice(&0x1000u32.to_le_bytes());
+    f.extend_from_slice(&seg);
+    f
+}
+
+/// A config for a tiny Multiboot2 kernel in an `[hrt]` section: 1 vCPU, 32 MiB, console captured.
+pub fn tiny_mb2_config(dir: &Path, kernel: &[u8]) -> config::Config {
+    let path = dir.join("tiny-mb2.elf");
+    std::fs::write(&path, kernel).expect("write kernel");
+    let mut hrt = config::HrtConfig::new(path);
+    hrt.memory = 32 << 20;
+    let mut cfg = config::Config::from_hrt(hrt);
+    cfg.console.output = config::ConsoleOutput::Capture;
+    cfg.console.input = false;
+    cfg
+}

@@ -12,7 +12,7 @@ fn two_vms_in_a_row_leave_nothing_behind() {
     exit_with(&mut a, 5);
     let kernel = tiny_kernel(a);
     let mut cfg = tiny_config(&dir, &kernel);
-    cfg.ros.vcpus = 2;
+    cfg.ros.as_mut().expect("tiny_config makes a [ros] VM").vcpus = 2;
     // Warm up once: the kick signal handler and logger are installed on first use.
     let first = run(&cfg, Duration::from_secs(60));
     assert_eq!(first.reason, vmm::ExitReason::Exit(5));

@@ -9,11 +9,15 @@
 //! - [`linux`]: Linux's 64-bit boot protocol (bzImage or uncompressed vmlinux ELF), boot_params with e820,
 //!   command line, initramfs placement.
 //! - [`mptable`]: the Intel MultiProcessor table that lets an SMP Linux find every vCPU without ACPI.
+//! - [`multiboot2`]: Multiboot2 (spec 2.0): header and ELF/a.out inspection, loading with relocation, the
+//!   boot information structure, and the 32-bit protected-mode entry state.
 //! - [`entry`]: long-mode entry state (GDT, identity page tables) shared by every 64-bit entry.
 
+pub mod acpi;
 pub mod entry;
 pub mod layout;
 pub mod linux;
 pub mod mptable;
+pub mod multiboot2;
 
 pub use entry::{BootEntry, SegmentDescriptor};

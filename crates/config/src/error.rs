@@ -5,7 +5,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::model::{MAX_CMDLINE_LEN, MAX_MEMORY, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS};
+use crate::model::{
+    MAX_CMDLINE_LEN, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY,
+    MIN_VCPUS,
+};
 use crate::size::{format_size, SizeError};
 
 /// Where a configuration value (or error) comes from.
@@ -99,8 +102,9 @@ pub enum ConfigError {
     Invalid {
         /// Where the value comes from.
         location: Location,
-        /// Dotted path of the field, e.g. `ros.memory` or
-        /// `platform.clearcpuid[2]`.
+        /// Dotted path of the field, e.g. `ros.memory`,
+        /// `hrt.modules[2].path` or `platform.clearcpuid[2]`; `ros/hrt`
+        /// for [`Problem::MissingPartition`].
         field: String,
         /// What is wrong (boxed to keep `Result<_, ConfigError>` small).
         problem: Box<Problem>,
@@ -144,22 +148,58 @@ impl ConfigError {
 /// What is wrong with a value (see [`ConfigError::Invalid`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    /// An `[hrt]` table is present.
-    #[error(
-        "the [hrt] partition (a Multiboot2 specialized kernel) is not supported by this version of duet yet"
-    )]
-    HrtUnsupported,
-    /// There is no `[ros]` table (and no `--kernel` to stand in for it).
-    #[error(
-        "missing required section [ros] (the Linux partition): add a [ros] table with at least kernel = \"vmlinux\""
-    )]
-    MissingRos,
+    /// The file has neither `[ros]` nor `[hrt]` (and no `--kernel` to
+    /// stand in for `[ros]`), or an in-code [`crate::Config`] has neither.
+    #[error("a VM needs a [ros] (Linux) or [hrt] (Multiboot2 kernel) section")]
+    MissingPartition,
+    /// Both `[ros]` and `[hrt]` are present: a partitioned VM, not
+    /// supported by this version.
+    #[error("[ros] and [hrt] together (a partitioned VM) arrive with a later version of duet")]
+    PartitionedUnsupported,
     /// `ros.kernel` is not given.
     #[error(
         "missing required key: the path of the Linux kernel image (e.g. kernel = \"vmlinux\", relative to the config file's directory)"
     )]
     MissingKernel,
-    /// `ros.vcpus` is outside `1..=64`.
+    /// `hrt.kernel` is not given.
+    #[error(
+        "missing required key: the path of the Multiboot2 kernel image (e.g. kernel = \"hrt.elf\", relative to the config file's directory)"
+    )]
+    MissingHrtKernel,
+    /// `hrt.modules[i].path` is not given.
+    #[error(
+        "missing required key: the path of the module file (e.g. path = \"data.bin\", relative to the config file's directory)"
+    )]
+    MissingModulePath,
+    /// `hrt.modules` lists more than [`MAX_MODULES`] modules.
+    #[error("too many modules: {count} (the maximum is {MAX_MODULES})")]
+    TooManyModules {
+        /// How many were given.
+        count: usize,
+    },
+    /// A module command line exceeds [`MAX_MODULE_CMDLINE_LEN`].
+    #[error(
+        "module command line is too long: {len} bytes (the maximum is {MAX_MODULE_CMDLINE_LEN})"
+    )]
+    ModuleCmdlineTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A module command line contains NUL, newline or carriage return.
+    #[error("module command line contains {} at byte {offset}: it must be a single line of text", char_name(*.ch))]
+    ModuleCmdlineBadChar {
+        /// The offending character.
+        ch: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+    /// `hrt.boot = "on-request"` without a `[ros]` to make the request.
+    #[error("boot = \"on-request\" needs a [ros] partition to request the HRT's boot; with [hrt] alone use boot = \"at-start\" (the default)")]
+    OnRequestWithoutRos,
+    /// `--initramfs` given for a VM with only `[hrt]`.
+    #[error("--initramfs applies to [ros] (the Linux partition), and this VM has only [hrt]")]
+    InitramfsWithoutRos,
+    /// `ros.vcpus` or `hrt.vcpus` is outside `1..=64`.
     #[error("{value} is out of range: expected {MIN_VCPUS} to {MAX_VCPUS}")]
     VcpusOutOfRange {
         /// The rejected count.
@@ -168,13 +208,13 @@ pub enum Problem {
     /// The size string does not parse.
     #[error(transparent)]
     Size(#[from] SizeError),
-    /// `ros.memory` is below the minimum.
+    /// `ros.memory` or `hrt.memory` is below the minimum.
     #[error("{} is too small: the minimum is {}", format_size(*.bytes), format_size(MIN_MEMORY))]
     MemoryTooSmall {
         /// The rejected size in bytes.
         bytes: u64,
     },
-    /// `ros.memory` is above the maximum.
+    /// `ros.memory` or `hrt.memory` is above the maximum.
     #[error("{} is too large: the maximum is {}", format_size(*.bytes), format_size(MAX_MEMORY))]
     MemoryTooLarge {
         /// The rejected size in bytes.
@@ -183,13 +223,13 @@ pub enum Problem {
     /// A path is the empty string.
     #[error("{what} path is empty")]
     EmptyPath {
-        /// What the path is for: `kernel`, `initramfs`, `console`.
+        /// What the path is for: `kernel`, `initramfs`, `module`, `console`.
         what: &'static str,
     },
     /// The file does not exist.
     #[error("{what} file not found: {}", .path.display())]
     FileNotFound {
-        /// What the file is for: `kernel` or `initramfs`.
+        /// What the file is for: `kernel`, `initramfs` or `module`.
         what: &'static str,
         /// The resolved path.
         path: PathBuf,

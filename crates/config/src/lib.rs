@@ -5,20 +5,36 @@
 //! Pipeline: text → raw serde structs (unknown keys rejected) →
 //! [`Overrides`] applied → validated [`Config`]. Entry points: [`load`]
 //! (read a file) and [`parse`] (text you already have); for configs built
-//! in code, [`RosConfig::new`], [`Config::from_ros`] and
-//! [`Config::validate`].
+//! in code, [`RosConfig::new`] / [`Config::from_ros`],
+//! [`HrtConfig::new`] / [`Config::from_hrt`], and [`Config::validate`].
 //!
 //! # File format
 //!
 //! ```toml
-//! # A VM is described by its partitions. A file with only [ros] is a plain Linux VM.
-//! [ros]                      # the Linux partition (required for now)
+//! # A VM is described by its partitions: [ros] alone is a plain Linux VM,
+//! # [hrt] alone a Multiboot2 kernel booted fully virtualized. A file needs
+//! # one of them; both together (a partitioned VM) arrive with a later version.
+//! [ros]                      # the Linux partition
 //! vcpus = 2                  # 1..=64, default 1
 //! memory = "256M"            # size, see below; 16 MiB to 64 GiB; default "256M"
 //! kernel = "vmlinux"         # required; relative to the config file's directory (absolute ok)
 //! initramfs = "initramfs.cpio"  # optional; same path rules
 //! cmdline = "console=ttyS0"  # optional kernel command line (duet appends its own
 //!                            # platform parameters later); max 2048 bytes; no NUL / newline
+//!
+//! # -- or, instead of [ros] --
+//! [hrt]                      # the HRT partition: a Multiboot2 kernel
+//! vcpus = 1                  # as ros.vcpus
+//! memory = "64M"             # as ros.memory
+//! kernel = "hrt.elf"         # required; path rules as ros.kernel
+//! cmdline = "smp"            # as ros.cmdline
+//! boot = "at-start"          # "at-start" (default) | "on-request" (booted when the
+//!                            # ROS asks: needs a [ros] partition, so not valid alone)
+//! modules = [                # optional, at most 64, passed in order
+//!   { path = "data.bin", cmdline = "data" },  # path: as kernel, but may be an empty
+//!   { path = "other.bin" },                   # file; cmdline: optional, max 1024
+//! ]                                           # bytes, no NUL / newline
+//! # ([[hrt.modules]] tables work too)
 //!
 //! [console]                  # optional
 //! output = "stdio"           # "stdio" | "capture" (kept in memory for embedders/tests)
@@ -40,19 +56,19 @@
 //! `M`, `G` (or `KiB`, `MiB`, `GiB`; case-insensitive), e.g. `"512MiB"`,
 //! `"1G"`; a bare integer (`"512"`, or the TOML integer `512`) means MiB.
 //!
-//! The kernel and initramfs must exist and be non-empty, readable regular
-//! files. For `output = "file"`, the log file's directory must exist.
-//!
-//! An `[hrt]` table (a Multiboot2 specialized-kernel partition) is
-//! recognized but not supported yet, and is rejected with an error saying
-//! so. Any other unknown table or key is an error naming the valid keys.
+//! Kernels, initramfs and modules must exist and be readable regular files;
+//! kernels and initramfs must not be empty (a module may be). For
+//! `output = "file"`, the log file's directory must exist. Any unknown
+//! table or key is an error naming the valid keys.
 //!
 //! # Command-line overrides
 //!
-//! [`Overrides`] replace `ros.vcpus`, `ros.memory`, `ros.kernel`,
-//! `ros.initramfs` and `ros.cmdline`, or append to the command line
-//! (`append`), before validation. Paths given there are relative to the
-//! current directory. With a kernel override, the file may omit `[ros]`.
+//! [`Overrides`] target the VM's one partition (`[ros]` if present, else
+//! `[hrt]`): they replace its `vcpus`, `memory`, `kernel` and `cmdline`
+//! (and `ros.initramfs`; `--initramfs` on an `[hrt]` VM is an error), or
+//! append to its command line (`append`), before validation. Paths given
+//! there are relative to the current directory. With a kernel override, the
+//! file may omit its partition section: it then describes a `[ros]` VM.
 //!
 //! # Errors
 //!
@@ -63,6 +79,7 @@
 //! ```text
 //! examples/bad.toml:4: ros.memory: invalid size "12Q": expected a number with an optional K, M or G suffix (e.g. "256M"); a bare number means MiB
 //! command line (--vcpus): ros.vcpus: 0 is out of range: expected 1 to 64
+//! examples/hrt.toml:9: hrt.modules[2].path: module file not found: /abs/examples/gone.bin
 //! ```
 
 mod error;
@@ -74,8 +91,9 @@ mod validate;
 
 pub use error::{ConfigError, Location, Problem};
 pub use model::{
-    Config, ConsoleConfig, ConsoleOutput, PlatformConfig, RosConfig, Workarounds, DEFAULT_MEMORY,
-    DEFAULT_VCPUS, MAX_CMDLINE_LEN, MAX_MEMORY, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
+    Config, ConsoleConfig, ConsoleOutput, HrtBoot, HrtConfig, ModuleConfig, PlatformConfig,
+    RosConfig, Workarounds, DEFAULT_MEMORY, DEFAULT_VCPUS, MAX_CMDLINE_LEN, MAX_MEMORY,
+    MAX_MODULES, MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 pub use parse::{load, parse, Overrides};
 pub use size::{parse_size, SizeError, GIB, KIB, MIB};

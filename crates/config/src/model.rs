@@ -6,28 +6,36 @@ use crate::size::MIB;
 
 /// Default number of vCPUs.
 pub const DEFAULT_VCPUS: u32 = 1;
-/// Smallest accepted `ros.vcpus`.
+/// Smallest accepted `vcpus` (of `[ros]` or `[hrt]`).
 pub const MIN_VCPUS: u32 = 1;
-/// Largest accepted `ros.vcpus`.
+/// Largest accepted `vcpus` (of `[ros]` or `[hrt]`).
 pub const MAX_VCPUS: u32 = 64;
-/// Default guest memory (256 MiB).
+/// Default partition memory (256 MiB), for `[ros]` and `[hrt]` alike.
 pub const DEFAULT_MEMORY: u64 = 256 * MIB;
 /// Smallest accepted guest memory (16 MiB).
 pub const MIN_MEMORY: u64 = 16 * MIB;
 /// Largest accepted guest memory (64 GiB).
 pub const MAX_MEMORY: u64 = 64 * 1024 * MIB;
-/// Longest accepted kernel command line, in bytes (before duet appends its
-/// own platform parameters).
+/// Longest accepted kernel command line (`ros.cmdline`, `hrt.cmdline`), in
+/// bytes (before duet appends its own platform parameters).
 pub const MAX_CMDLINE_LEN: usize = 2048;
+/// Most Multiboot2 modules an `[hrt]` may list (`hrt.modules`).
+pub const MAX_MODULES: usize = 64;
+/// Longest accepted module command line (`hrt.modules[i].cmdline`), in bytes.
+pub const MAX_MODULE_CMDLINE_LEN: usize = 1024;
 
-/// A complete, validated VM configuration.
+/// A complete, validated VM configuration. A VM is described by its
+/// partitions: exactly one of `ros` and `hrt` is present in this version
+/// (both together, a partitioned VM, arrive later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The config file it was read from, as given to [`crate::load`] /
     /// [`crate::parse`]; empty for a config built in code.
     pub source: PathBuf,
-    /// The Linux partition.
-    pub ros: RosConfig,
+    /// The Linux partition (`[ros]`), if any.
+    pub ros: Option<RosConfig>,
+    /// The Multiboot2 specialized-kernel partition (`[hrt]`), if any.
+    pub hrt: Option<HrtConfig>,
     /// The guest serial console.
     pub console: ConsoleConfig,
     /// Host-platform settings.
@@ -41,7 +49,22 @@ impl Config {
     pub fn from_ros(ros: RosConfig) -> Self {
         Config {
             source: PathBuf::new(),
-            ros,
+            ros: Some(ros),
+            hrt: None,
+            console: ConsoleConfig::default(),
+            platform: PlatformConfig::default(),
+        }
+    }
+
+    /// A config with the given HRT partition alone (a Multiboot2 kernel
+    /// booted fully virtualized) and default console and platform
+    /// settings, not tied to a file (`source` is empty). Call
+    /// [`Config::validate`] to check it.
+    pub fn from_hrt(hrt: HrtConfig) -> Self {
+        Config {
+            source: PathBuf::new(),
+            ros: None,
+            hrt: Some(hrt),
             console: ConsoleConfig::default(),
             platform: PlatformConfig::default(),
         }
@@ -76,6 +99,62 @@ impl RosConfig {
             cmdline: String::new(),
         }
     }
+}
+
+/// The HRT partition (`[hrt]`): a Multiboot2 kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HrtConfig {
+    /// Number of vCPUs, `1..=64`.
+    pub vcpus: u32,
+    /// Partition memory in bytes, 16 MiB to 64 GiB.
+    pub memory: u64,
+    /// The Multiboot2 kernel image (resolved: absolute when read from a
+    /// file).
+    pub kernel: PathBuf,
+    /// The kernel command line (Multiboot2 command-line tag); may be empty.
+    pub cmdline: String,
+    /// Multiboot2 modules, in order (at most [`MAX_MODULES`]).
+    pub modules: Vec<ModuleConfig>,
+    /// When the HRT boots.
+    pub boot: HrtBoot,
+}
+
+impl HrtConfig {
+    /// An HRT partition booting the Multiboot2 kernel `kernel` with the
+    /// defaults: 1 vCPU, 256 MiB ([`DEFAULT_MEMORY`]), empty command line,
+    /// no modules, booted at start.
+    pub fn new(kernel: PathBuf) -> Self {
+        HrtConfig {
+            vcpus: DEFAULT_VCPUS,
+            memory: DEFAULT_MEMORY,
+            kernel,
+            cmdline: String::new(),
+            modules: Vec::new(),
+            boot: HrtBoot::AtStart,
+        }
+    }
+}
+
+/// A Multiboot2 module (`hrt.modules[i]`): a file loaded into guest memory
+/// and passed to the kernel with a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleConfig {
+    /// The module file (resolved like `hrt.kernel`); may be empty.
+    pub path: PathBuf,
+    /// The module's string (its "command line"); may be empty; at most
+    /// [`MAX_MODULE_CMDLINE_LEN`] bytes, no NUL / newline.
+    pub cmdline: String,
+}
+
+/// When the HRT boots (`hrt.boot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HrtBoot {
+    /// When the VM starts (`"at-start"`, the default).
+    #[default]
+    AtStart,
+    /// When the ROS asks for it by hypercall (`"on-request"`); needs a
+    /// `[ros]` partition.
+    OnRequest,
 }
 
 /// The guest serial console (`[console]`).

@@ -9,34 +9,41 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, Location, Problem};
 use crate::model::{
-    Config, ConsoleConfig, ConsoleOutput, PlatformConfig, RosConfig, Workarounds, DEFAULT_MEMORY,
-    DEFAULT_VCPUS,
+    Config, ConsoleConfig, ConsoleOutput, HrtBoot, HrtConfig, ModuleConfig, PlatformConfig,
+    RosConfig, Workarounds, DEFAULT_MEMORY, DEFAULT_VCPUS,
 };
-use crate::raw::{RawConfig, RawOutput, RawRos, RawSize, RawWorkarounds};
+use crate::raw::{
+    RawBoot, RawConfig, RawCount, RawHrt, RawOutput, RawRos, RawSize, RawWorkarounds,
+};
 use crate::size::{parse_size, SizeError, MIB};
 use crate::validate::{
     check_cmdline_chars, check_cmdline_len, check_console_path, check_feature, check_input_file,
-    check_memory, check_vcpus, resolve,
+    check_memory, check_module_cmdline, check_module_count, check_vcpus, resolve,
 };
 
 /// Command-line overrides, applied on top of the file before validation.
 /// `None` keeps the file's value.
+///
+/// They target the VM's one partition: `[ros]` if the file has it, else
+/// `[hrt]` (where `--initramfs` is an error). With `--kernel`, a file with
+/// neither section describes a Linux (`[ros]`) VM.
 ///
 /// Override paths are relative to the current directory (not the config
 /// file's); errors in overridden values are reported as
 /// `command line (--memory)` etc.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Overrides {
-    /// `--vcpus`: replaces `ros.vcpus`.
+    /// `--vcpus`: replaces `ros.vcpus` / `hrt.vcpus`.
     pub vcpus: Option<u32>,
-    /// `--memory`: replaces `ros.memory` (same size syntax).
+    /// `--memory`: replaces `ros.memory` / `hrt.memory` (same size syntax).
     pub memory: Option<String>,
-    /// `--kernel`: replaces `ros.kernel`; with it, a file without `[ros]`
-    /// is accepted.
+    /// `--kernel`: replaces `ros.kernel` / `hrt.kernel`; with it, a file
+    /// with neither `[ros]` nor `[hrt]` is accepted (as a `[ros]` VM).
     pub kernel: Option<PathBuf>,
-    /// `--initramfs`: replaces `ros.initramfs`.
+    /// `--initramfs`: replaces `ros.initramfs`; an error for an `[hrt]`
+    /// VM.
     pub initramfs: Option<PathBuf>,
-    /// `--cmdline`: replaces `ros.cmdline`.
+    /// `--cmdline`: replaces `ros.cmdline` / `hrt.cmdline`.
     pub cmdline: Option<String>,
     /// `--append`: appended to the (possibly overridden) command line,
     /// separated by a space.
@@ -54,8 +61,8 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
 }
 
 /// Parses config `text`, applies `overrides` and validates the result
-/// (including that the kernel and initramfs files exist, are regular,
-/// non-empty and readable).
+/// (including that the kernel, initramfs and module files exist, are
+/// regular, readable and, but for modules, non-empty).
 ///
 /// `origin` is the file the text came from: it names the file in error
 /// messages, and its directory is the base for relative paths in the file.
@@ -66,8 +73,16 @@ pub fn parse(text: &str, origin: &Path, overrides: &Overrides) -> Result<Config,
         base: origin.parent().unwrap_or(Path::new("")),
     };
     let doc = DeTable::parse(text).map_err(|e| cx.toml_error(&e, None))?;
-    if let Some((key, _)) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == "hrt") {
-        return Err(cx.invalid(cx.at(key.span()), "hrt", Problem::HrtUnsupported));
+    // Checked before the schema, so that this is the error even when the
+    // sections hold keys of a later version.
+    let top = |name: &str| {
+        doc.get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .map(|(k, _)| k.span())
+    };
+    if let (Some(_), Some(hrt)) = (top("ros"), top("hrt")) {
+        return Err(cx.invalid(cx.at(hrt), "hrt", Problem::PartitionedUnsupported));
     }
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| cx.toml_error(&e, Some(doc.get_ref())))?;
@@ -223,106 +238,259 @@ fn raw_size(raw: RawSize) -> Result<u64, SizeError> {
 }
 
 fn build(cx: &Cx<'_>, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
-    let (ros_span, ros) = match raw.ros {
-        Some(r) => (Some(r.span()), r.into_inner()),
-        None if ov.kernel.is_some() => (None, RawRos::default()),
-        None => return Err(cx.invalid(cx.file(), "ros", Problem::MissingRos)),
-    };
-    let fail = |from: &Src, field: &str, p: Problem| cx.invalid(cx.loc(from), field, p);
-
-    // ros.vcpus
-    let vcpus = match pick(ov.vcpus, "--vcpus", ros.vcpus, i64::from, |v| v.0) {
-        Some((v, from)) => check_vcpus(v).map_err(|p| fail(&from, "ros.vcpus", p))?,
-        None => DEFAULT_VCPUS,
-    };
-
-    // ros.memory
-    let memory = match pick(
-        ov.memory.clone(),
-        "--memory",
-        ros.memory,
-        |s| parse_size(&s),
-        raw_size,
-    ) {
-        Some((bytes, from)) => bytes
-            .map_err(Problem::from)
-            .and_then(check_memory)
-            .map_err(|p| fail(&from, "ros.memory", p))?,
-        None => DEFAULT_MEMORY,
-    };
-
-    // ros.kernel, ros.initramfs: (path as written, base dir)
-    let path_from = |what: &'static str,
-                     field: &str,
-                     chosen: Option<((PathBuf, &Path), Src)>|
-     -> Result<Option<PathBuf>, ConfigError> {
-        let Some(((path, base), from)) = chosen else {
-            return Ok(None);
-        };
-        if path.as_os_str().is_empty() {
-            return Err(fail(&from, field, Problem::EmptyPath { what }));
+    let (ros, hrt) = match (raw.ros, raw.hrt) {
+        // Caught by `parse` already; kept for completeness.
+        (Some(_), Some(hrt)) => {
+            return Err(cx.invalid(cx.at(hrt.span()), "hrt", Problem::PartitionedUnsupported))
         }
-        let resolved = resolve(base, &path);
-        check_input_file(what, &resolved).map_err(|p| fail(&from, field, p))?;
-        Ok(Some(resolved))
-    };
-    let cwd = Path::new("");
-    let kernel = pick(
-        ov.kernel.clone(),
-        "--kernel",
-        ros.kernel,
-        |p| (p, cwd),
-        |s| (PathBuf::from(s), cx.base),
-    );
-    let kernel = match path_from("kernel", "ros.kernel", kernel)? {
-        Some(k) => k,
-        None => {
-            let from = Src::Table(ros_span.clone());
-            return Err(fail(&from, "ros.kernel", Problem::MissingKernel));
+        (Some(ros), None) => {
+            let span = ros.span();
+            (Some(build_ros(cx, Some(span), ros.into_inner(), ov)?), None)
         }
-    };
-    let initramfs = pick(
-        ov.initramfs.clone(),
-        "--initramfs",
-        ros.initramfs,
-        |p| (p, cwd),
-        |s| (PathBuf::from(s), cx.base),
-    );
-    let initramfs = path_from("initramfs", "ros.initramfs", initramfs)?;
-
-    // ros.cmdline (+ --append)
-    let mut cmdline = String::new();
-    if let Some((base, from)) = pick(ov.cmdline.clone(), "--cmdline", ros.cmdline, |s| s, |s| s) {
-        check_cmdline_chars(&base).map_err(|p| fail(&from, "ros.cmdline", p))?;
-        check_cmdline_len(&base).map_err(|p| fail(&from, "ros.cmdline", p))?;
-        cmdline = base;
-    }
-    if let Some(append) = &ov.append {
-        let from = Src::Cli("--append");
-        check_cmdline_chars(append).map_err(|p| fail(&from, "ros.cmdline", p))?;
-        if !append.is_empty() {
-            if !cmdline.is_empty() {
-                cmdline.push(' ');
-            }
-            cmdline.push_str(append);
+        (None, Some(hrt)) => (None, Some(build_hrt(cx, hrt, ov)?)),
+        (None, None) if ov.kernel.is_some() => {
+            (Some(build_ros(cx, None, RawRos::default(), ov)?), None)
         }
-        check_cmdline_len(&cmdline).map_err(|p| fail(&from, "ros.cmdline", p))?;
-    }
-
-    let ros = RosConfig {
-        vcpus,
-        memory,
-        kernel,
-        initramfs,
-        cmdline,
+        (None, None) => {
+            return Err(cx.invalid(cx.file(), "ros/hrt", Problem::MissingPartition));
+        }
     };
     let console = build_console(cx, raw.console)?;
     let platform = build_platform(cx, raw.platform)?;
     Ok(Config {
         source: cx.origin.to_path_buf(),
         ros,
+        hrt,
         console,
         platform,
+    })
+}
+
+/// The keys `[ros]` and `[hrt]` share, as written.
+struct RawCommon {
+    vcpus: Option<Spanned<RawCount>>,
+    memory: Option<Spanned<RawSize>>,
+    kernel: Option<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+}
+
+/// The keys `[ros]` and `[hrt]` share, with the overrides applied and
+/// checked.
+struct Common {
+    vcpus: u32,
+    memory: u64,
+    kernel: PathBuf,
+    cmdline: String,
+}
+
+/// A path as written and the directory it is relative to.
+type PathChoice<'a> = Option<((PathBuf, &'a Path), Src)>;
+
+/// Resolves and checks a chosen input-file path; `None` if not given.
+fn input_path(
+    cx: &Cx<'_>,
+    what: &'static str,
+    field: &str,
+    chosen: PathChoice<'_>,
+    allow_empty: bool,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(((path, base), from)) = chosen else {
+        return Ok(None);
+    };
+    let fail = |p| cx.invalid(cx.loc(&from), field, p);
+    if path.as_os_str().is_empty() {
+        return Err(fail(Problem::EmptyPath { what }));
+    }
+    let resolved = resolve(base, &path);
+    check_input_file(what, &resolved, allow_empty).map_err(fail)?;
+    Ok(Some(resolved))
+}
+
+/// vcpus, memory, kernel and cmdline (+ `--append`) of the partition
+/// `part` (`ros` or `hrt`), whose table is at `table` (if in the file).
+fn build_common(
+    cx: &Cx<'_>,
+    part: &str,
+    table: Option<Range<usize>>,
+    raw: RawCommon,
+    ov: &Overrides,
+    missing_kernel: Problem,
+) -> Result<Common, ConfigError> {
+    let fail = |from: &Src, field: &str, p: Problem| cx.invalid(cx.loc(from), field, p);
+    let field = |key: &str| format!("{part}.{key}");
+
+    let vcpus = match pick(ov.vcpus, "--vcpus", raw.vcpus, i64::from, |v| v.0) {
+        Some((v, from)) => check_vcpus(v).map_err(|p| fail(&from, &field("vcpus"), p))?,
+        None => DEFAULT_VCPUS,
+    };
+
+    let memory = match pick(
+        ov.memory.clone(),
+        "--memory",
+        raw.memory,
+        |s| parse_size(&s),
+        raw_size,
+    ) {
+        Some((bytes, from)) => bytes
+            .map_err(Problem::from)
+            .and_then(check_memory)
+            .map_err(|p| fail(&from, &field("memory"), p))?,
+        None => DEFAULT_MEMORY,
+    };
+
+    let kernel = pick(
+        ov.kernel.clone(),
+        "--kernel",
+        raw.kernel,
+        |p| (p, Path::new("")),
+        |s| (PathBuf::from(s), cx.base),
+    );
+    let kernel = match input_path(cx, "kernel", &field("kernel"), kernel, false)? {
+        Some(k) => k,
+        None => return Err(fail(&Src::Table(table), &field("kernel"), missing_kernel)),
+    };
+
+    let mut cmdline = String::new();
+    if let Some((base, from)) = pick(ov.cmdline.clone(), "--cmdline", raw.cmdline, |s| s, |s| s) {
+        check_cmdline_chars(&base).map_err(|p| fail(&from, &field("cmdline"), p))?;
+        check_cmdline_len(&base).map_err(|p| fail(&from, &field("cmdline"), p))?;
+        cmdline = base;
+    }
+    if let Some(append) = &ov.append {
+        let from = Src::Cli("--append");
+        check_cmdline_chars(append).map_err(|p| fail(&from, &field("cmdline"), p))?;
+        if !append.is_empty() {
+            if !cmdline.is_empty() {
+                cmdline.push(' ');
+            }
+            cmdline.push_str(append);
+        }
+        check_cmdline_len(&cmdline).map_err(|p| fail(&from, &field("cmdline"), p))?;
+    }
+
+    Ok(Common {
+        vcpus,
+        memory,
+        kernel,
+        cmdline,
+    })
+}
+
+fn build_ros(
+    cx: &Cx<'_>,
+    table: Option<Range<usize>>,
+    ros: RawRos,
+    ov: &Overrides,
+) -> Result<RosConfig, ConfigError> {
+    let common = RawCommon {
+        vcpus: ros.vcpus,
+        memory: ros.memory,
+        kernel: ros.kernel,
+        cmdline: ros.cmdline,
+    };
+    let Common {
+        vcpus,
+        memory,
+        kernel,
+        cmdline,
+    } = build_common(cx, "ros", table, common, ov, Problem::MissingKernel)?;
+    let initramfs = pick(
+        ov.initramfs.clone(),
+        "--initramfs",
+        ros.initramfs,
+        |p| (p, Path::new("")),
+        |s| (PathBuf::from(s), cx.base),
+    );
+    let initramfs = input_path(cx, "initramfs", "ros.initramfs", initramfs, false)?;
+    Ok(RosConfig {
+        vcpus,
+        memory,
+        kernel,
+        initramfs,
+        cmdline,
+    })
+}
+
+/// `[hrt]`, for a VM without `[ros]`.
+fn build_hrt(cx: &Cx<'_>, raw: Spanned<RawHrt>, ov: &Overrides) -> Result<HrtConfig, ConfigError> {
+    if ov.initramfs.is_some() {
+        return Err(cx.invalid(
+            Location::CommandLine {
+                option: "--initramfs",
+            },
+            "ros.initramfs",
+            Problem::InitramfsWithoutRos,
+        ));
+    }
+    let table = raw.span();
+    let hrt = raw.into_inner();
+    let common = RawCommon {
+        vcpus: hrt.vcpus,
+        memory: hrt.memory,
+        kernel: hrt.kernel,
+        cmdline: hrt.cmdline,
+    };
+    let Common {
+        vcpus,
+        memory,
+        kernel,
+        cmdline,
+    } = build_common(
+        cx,
+        "hrt",
+        Some(table),
+        common,
+        ov,
+        Problem::MissingHrtKernel,
+    )?;
+
+    let mut modules = Vec::new();
+    if let Some(list) = hrt.modules {
+        let span = list.span();
+        let list = list.into_inner();
+        check_module_count(list.len()).map_err(|p| cx.invalid(cx.at(span), "hrt.modules", p))?;
+        for (i, module) in list.into_iter().enumerate() {
+            let module_span = module.span();
+            let module = module.into_inner();
+            let field = format!("hrt.modules[{i}].path");
+            let chosen = module.path.map(|p| {
+                let span = p.span();
+                ((PathBuf::from(p.into_inner()), cx.base), Src::File(span))
+            });
+            let Some(path) = input_path(cx, "module", &field, chosen, true)? else {
+                return Err(cx.invalid(cx.at(module_span), &field, Problem::MissingModulePath));
+            };
+            let cmdline = match module.cmdline {
+                None => String::new(),
+                Some(c) => {
+                    check_module_cmdline(c.get_ref()).map_err(|p| {
+                        cx.invalid(cx.at(c.span()), &format!("hrt.modules[{i}].cmdline"), p)
+                    })?;
+                    c.into_inner()
+                }
+            };
+            modules.push(ModuleConfig { path, cmdline });
+        }
+    }
+
+    let boot = match hrt.boot {
+        None => HrtBoot::AtStart,
+        Some(b) => match *b.get_ref() {
+            RawBoot::AtStart => HrtBoot::AtStart,
+            // There is no [ros] here (both together are rejected earlier).
+            RawBoot::OnRequest => {
+                return Err(cx.invalid(cx.at(b.span()), "hrt.boot", Problem::OnRequestWithoutRos))
+            }
+        },
+    };
+
+    Ok(HrtConfig {
+        vcpus,
+        memory,
+        kernel,
+        cmdline,
+        modules,
+        boot,
     })
 }
 

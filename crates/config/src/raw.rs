@@ -14,6 +14,7 @@ use crate::model::{MAX_VCPUS, MIN_VCPUS};
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub(crate) ros: Option<Spanned<RawRos>>,
+    pub(crate) hrt: Option<Spanned<RawHrt>>,
     pub(crate) console: Option<Spanned<RawConsole>>,
     pub(crate) platform: Option<Spanned<RawPlatform>>,
 }
@@ -27,6 +28,33 @@ pub(crate) struct RawRos {
     pub(crate) kernel: Option<Spanned<String>>,
     pub(crate) initramfs: Option<Spanned<String>>,
     pub(crate) cmdline: Option<Spanned<String>>,
+}
+
+/// `[hrt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHrt {
+    pub(crate) vcpus: Option<Spanned<RawCount>>,
+    pub(crate) memory: Option<Spanned<RawSize>>,
+    pub(crate) kernel: Option<Spanned<String>>,
+    pub(crate) cmdline: Option<Spanned<String>>,
+    pub(crate) modules: Option<Spanned<Vec<Spanned<RawModule>>>>,
+    pub(crate) boot: Option<Spanned<RawBoot>>,
+}
+
+/// `hrt.modules[i]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModule {
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) cmdline: Option<Spanned<String>>,
+}
+
+/// `hrt.boot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawBoot {
+    AtStart,
+    OnRequest,
 }
 
 /// `[console]`.
@@ -74,7 +102,7 @@ pub(crate) enum RawWorkarounds {
     Off,
 }
 
-/// `ros.memory`: a size string, or a TOML integer meaning MiB.
+/// `ros.memory`, `hrt.memory`: a size string, or a TOML integer meaning MiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RawSize {
     Text(String),
@@ -106,7 +134,7 @@ impl<'de> Deserialize<'de> for RawSize {
     }
 }
 
-/// `ros.vcpus`: any TOML integer, so that `vcpus = -1` or `vcpus = 1000`
+/// `ros.vcpus`, `hrt.vcpus`: any TOML integer, so that `vcpus = -1` or `vcpus = 1000`
 /// get the range message rather than serde's integer-type message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawCount(pub(crate) i64);
@@ -158,6 +186,17 @@ impl Keyword for RawWorkarounds {
         RawWorkarounds::On,
         RawWorkarounds::Off,
     ];
+}
+
+impl Keyword for RawBoot {
+    const NAMES: &'static [&'static str] = &["at-start", "on-request"];
+    const VALUES: &'static [Self] = &[RawBoot::AtStart, RawBoot::OnRequest];
+}
+
+impl<'de> Deserialize<'de> for RawBoot {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_keyword(deserializer)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawOutput {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Location, Problem};
 use crate::model::{
-    Config, ConsoleOutput, MAX_CMDLINE_LEN, MAX_MEMORY, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
+    Config, ConsoleOutput, HrtBoot, HrtConfig, RosConfig, MAX_CMDLINE_LEN, MAX_MEMORY, MAX_MODULES,
+    MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 
 /// `1..=64`.
@@ -29,9 +30,14 @@ pub(crate) fn check_memory(bytes: u64) -> Result<u64, Problem> {
     }
 }
 
-/// An input file (`what` is `kernel` or `initramfs`): exists, is a regular
-/// file, is not empty, can be opened for reading.
-pub(crate) fn check_input_file(what: &'static str, path: &Path) -> Result<(), Problem> {
+/// An input file (`what` is `kernel`, `initramfs` or `module`): exists, is
+/// a regular file, is not empty (unless `allow_empty`), can be opened for
+/// reading.
+pub(crate) fn check_input_file(
+    what: &'static str,
+    path: &Path,
+    allow_empty: bool,
+) -> Result<(), Problem> {
     if path.as_os_str().is_empty() {
         return Err(Problem::EmptyPath { what });
     }
@@ -64,7 +70,7 @@ pub(crate) fn check_input_file(what: &'static str, path: &Path) -> Result<(), Pr
             path: owned(),
         });
     }
-    if meta.len() == 0 {
+    if meta.len() == 0 && !allow_empty {
         return Err(Problem::FileEmpty {
             what,
             path: owned(),
@@ -94,6 +100,30 @@ pub(crate) fn check_cmdline_chars(cmdline: &str) -> Result<(), Problem> {
 pub(crate) fn check_cmdline_len(cmdline: &str) -> Result<(), Problem> {
     if cmdline.len() > MAX_CMDLINE_LEN {
         Err(Problem::CmdlineTooLong { len: cmdline.len() })
+    } else {
+        Ok(())
+    }
+}
+
+/// A module command line: no NUL, newline or carriage return; at most
+/// [`MAX_MODULE_CMDLINE_LEN`] bytes.
+pub(crate) fn check_module_cmdline(cmdline: &str) -> Result<(), Problem> {
+    if let Some((offset, ch)) = cmdline
+        .char_indices()
+        .find(|(_, c)| matches!(c, '\0' | '\n' | '\r'))
+    {
+        return Err(Problem::ModuleCmdlineBadChar { ch, offset });
+    }
+    if cmdline.len() > MAX_MODULE_CMDLINE_LEN {
+        return Err(Problem::ModuleCmdlineTooLong { len: cmdline.len() });
+    }
+    Ok(())
+}
+
+/// At most [`MAX_MODULES`] modules.
+pub(crate) fn check_module_count(count: usize) -> Result<(), Problem> {
+    if count > MAX_MODULES {
+        Err(Problem::TooManyModules { count })
     } else {
         Ok(())
     }
@@ -146,38 +176,80 @@ pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
+/// An in-code error: no location.
+fn code_err(field: &str, problem: Problem) -> ConfigError {
+    ConfigError::Invalid {
+        location: Location::Code,
+        field: field.to_string(),
+        problem: Box::new(problem),
+    }
+}
+
 impl Config {
     /// Runs the same semantic checks as [`crate::load`] on a config built
-    /// in code (e.g. with [`Config::from_ros`]): vCPU and memory ranges,
-    /// kernel and initramfs files (exist, regular, non-empty, readable),
-    /// command line, console file directory, `clearcpuid` entries.
+    /// in code (e.g. with [`Config::from_ros`] or [`Config::from_hrt`]):
+    /// exactly one partition present, vCPU and memory ranges, kernel,
+    /// initramfs and module files (exist, regular, readable; non-empty
+    /// except modules), command lines, module count, `hrt.boot`, console
+    /// file directory, `clearcpuid` entries.
     ///
     /// Errors carry [`Location::Code`] and so display without a location,
     /// e.g. `ros.vcpus: 0 is out of range: expected 1 to 64`. Paths are
     /// checked as they are (relative ones against the current directory).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field: &str, problem: Problem| ConfigError::Invalid {
-            location: Location::Code,
-            field: field.to_string(),
-            problem: Box::new(problem),
-        };
-        let ros = &self.ros;
-        check_vcpus(i64::from(ros.vcpus)).map_err(|p| err("ros.vcpus", p))?;
-        check_memory(ros.memory).map_err(|p| err("ros.memory", p))?;
-        check_input_file("kernel", &ros.kernel).map_err(|p| err("ros.kernel", p))?;
-        if let Some(initramfs) = &ros.initramfs {
-            check_input_file("initramfs", initramfs).map_err(|p| err("ros.initramfs", p))?;
+        match (&self.ros, &self.hrt) {
+            (None, None) => return Err(code_err("ros/hrt", Problem::MissingPartition)),
+            (Some(_), Some(_)) => return Err(code_err("hrt", Problem::PartitionedUnsupported)),
+            _ => {}
         }
-        check_cmdline_chars(&ros.cmdline).map_err(|p| err("ros.cmdline", p))?;
-        check_cmdline_len(&ros.cmdline).map_err(|p| err("ros.cmdline", p))?;
+        if let Some(ros) = &self.ros {
+            validate_ros(ros)?;
+        }
+        if let Some(hrt) = &self.hrt {
+            validate_hrt(hrt, self.ros.is_some())?;
+        }
         if let ConsoleOutput::File(path) = &self.console.output {
-            check_console_path(path).map_err(|p| err("console.path", p))?;
+            check_console_path(path).map_err(|p| code_err("console.path", p))?;
         }
         if let Some(list) = &self.platform.clearcpuid {
             for (i, name) in list.iter().enumerate() {
-                check_feature(name).map_err(|p| err(&format!("platform.clearcpuid[{i}]"), p))?;
+                check_feature(name)
+                    .map_err(|p| code_err(&format!("platform.clearcpuid[{i}]"), p))?;
             }
         }
         Ok(())
     }
+}
+
+fn validate_ros(ros: &RosConfig) -> Result<(), ConfigError> {
+    let err = code_err;
+    check_vcpus(i64::from(ros.vcpus)).map_err(|p| err("ros.vcpus", p))?;
+    check_memory(ros.memory).map_err(|p| err("ros.memory", p))?;
+    check_input_file("kernel", &ros.kernel, false).map_err(|p| err("ros.kernel", p))?;
+    if let Some(initramfs) = &ros.initramfs {
+        check_input_file("initramfs", initramfs, false).map_err(|p| err("ros.initramfs", p))?;
+    }
+    check_cmdline_chars(&ros.cmdline).map_err(|p| err("ros.cmdline", p))?;
+    check_cmdline_len(&ros.cmdline).map_err(|p| err("ros.cmdline", p))?;
+    Ok(())
+}
+
+fn validate_hrt(hrt: &HrtConfig, has_ros: bool) -> Result<(), ConfigError> {
+    let err = code_err;
+    check_vcpus(i64::from(hrt.vcpus)).map_err(|p| err("hrt.vcpus", p))?;
+    check_memory(hrt.memory).map_err(|p| err("hrt.memory", p))?;
+    check_input_file("kernel", &hrt.kernel, false).map_err(|p| err("hrt.kernel", p))?;
+    check_cmdline_chars(&hrt.cmdline).map_err(|p| err("hrt.cmdline", p))?;
+    check_cmdline_len(&hrt.cmdline).map_err(|p| err("hrt.cmdline", p))?;
+    check_module_count(hrt.modules.len()).map_err(|p| err("hrt.modules", p))?;
+    for (i, module) in hrt.modules.iter().enumerate() {
+        check_input_file("module", &module.path, true)
+            .map_err(|p| err(&format!("hrt.modules[{i}].path"), p))?;
+        check_module_cmdline(&module.cmdline)
+            .map_err(|p| err(&format!("hrt.modules[{i}].cmdline"), p))?;
+    }
+    if hrt.boot == HrtBoot::OnRequest && !has_ros {
+        return Err(err("hrt.boot", Problem::OnRequestWithoutRos));
+    }
+    Ok(())
 }

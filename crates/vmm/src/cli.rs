@@ -102,7 +102,12 @@ pub fn print_error(err: &(dyn std::error::Error + 'static)) {
 fn exit_for_error(err: &VmmError) -> ExitCode {
     print_error(err);
     match err {
-        VmmError::Config(_) | VmmError::ReadImage { .. } | VmmError::Boot { .. } => ExitCode::from(EXIT_CONFIG),
+        VmmError::Config(_)
+        | VmmError::ReadImage { .. }
+        | VmmError::Boot { .. }
+        | VmmError::BootMultiboot2 { .. }
+        | VmmError::KernelKind { .. }
+        | VmmError::Unsupported(_) => ExitCode::from(EXIT_CONFIG),
         _ => ExitCode::from(EXIT_VMM),
     }
 }
@@ -123,18 +128,36 @@ fn check(path: &std::path::Path, overrides: &OverrideArgs) -> ExitCode {
     let flavor = KvmFlavor::detect();
     let plan = load(path, overrides).and_then(|cfg| Ok((crate::prepare(&cfg, flavor)?, cfg)));
     match plan {
-        Ok((plan, cfg)) => {
+        Ok((plan, _cfg)) => {
             println!("{}: ok", path.display());
-            println!("  ros: {} vCPU(s), {} MiB", cfg.ros.vcpus, cfg.ros.memory >> 20);
-            println!(
-                "  kernel: {} ({}, loads at {:#x}..{:#x})",
-                plan.kernel_path.display(),
-                plan.kernel_info.format.name(),
-                plan.kernel_info.load_start,
-                plan.kernel_info.load_end
-            );
-            if let Some((start, end)) = plan.initramfs_at {
-                println!("  initramfs: {} bytes at {start:#x}..{end:#x}", end - start);
+            let (section, kind) = match &plan.kind {
+                crate::KernelKind::Linux { info, .. } => ("ros", info.format.name()),
+                crate::KernelKind::Multiboot2 { .. } => ("hrt", "Multiboot2"),
+            };
+            println!("  {section}: {} vCPU(s), {} MiB", plan.vcpus, plan.memory >> 20);
+            match &plan.kind {
+                crate::KernelKind::Linux { info, initramfs_at } => {
+                    println!(
+                        "  kernel: {} ({kind}, loads at {:#x}..{:#x})",
+                        plan.kernel_path.display(),
+                        info.load_start,
+                        info.load_end
+                    );
+                    if let Some((start, end)) = initramfs_at {
+                        println!("  initramfs: {} bytes at {start:#x}..{end:#x}", end - start);
+                    }
+                }
+                crate::KernelKind::Multiboot2 { image } => {
+                    println!(
+                        "  kernel: {} ({kind}, loads at {:#x}..{:#x})",
+                        plan.kernel_path.display(),
+                        image.load_start(),
+                        image.load_end()
+                    );
+                    for m in &plan.modules {
+                        println!("  module: {} ({} bytes) \"{}\"", m.path.display(), m.data.len(), m.string);
+                    }
+                }
             }
             println!("  cmdline: {}", plan.cmdline);
             println!("  host: {flavor}; PVM workarounds {}", if plan.platform.workarounds { "on" } else { "off" });

@@ -28,6 +28,31 @@ pub enum VmmError {
         #[source]
         source: boot::linux::LinuxBootError,
     },
+    /// A Multiboot2 kernel was refused.
+    #[error("cannot boot the Multiboot2 kernel {}", path.display())]
+    BootMultiboot2 {
+        /// The kernel file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: boot::multiboot2::Mb2Error,
+    },
+    /// A kernel of the wrong kind for its section.
+    #[error("{} is {found}: {hint}", path.display())]
+    KernelKind {
+        /// The kernel file.
+        path: PathBuf,
+        /// What it is.
+        found: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// Something this version of duet does not do yet.
+    #[error("{0} is not supported by this version of duet yet")]
+    Unsupported(&'static str),
+    /// The ACPI tables could not be written.
+    #[error("cannot write the ACPI tables")]
+    Acpi(#[from] boot::acpi::AcpiError),
     /// The MP table could not be written.
     #[error("cannot write the MP table")]
     MpTable(#[from] boot::mptable::MpTableError),

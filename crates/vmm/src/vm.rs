@@ -1,15 +1,13 @@
 //! Building a VM from a validated config and running it to its end: a short linear recipe.
 //!
-//! [`prepare`] reads and checks the images without KVM (what `duet check` runs); [`Vm::new`] creates
-//! guest memory, loads the kernel, creates the KVM VM, devices and vCPUs; [`Vm::run`] runs one thread per
+//! [`crate::prepare`] reads and checks the images without KVM (what `duet check` runs); [`Vm::new`]
+//! creates guest memory, loads the kernel, creates the KVM VM, devices and vCPUs; [`Vm::run`] runs one thread per
 //! vCPU plus the event loop on the calling thread, and stops every thread before it returns.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use boot::linux::{self, KernelInfo, LinuxBootSpec};
 use config::{Config, ConsoleOutput};
 use devices::bus::PioBus;
 use devices::console::{Capture, ConsoleSink};
@@ -27,7 +25,8 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::error::VmmError;
 use crate::event_loop::{ConsoleInput, TerminalGuard, Waker};
 use crate::outcome::{ExitReason, MarkAt, Outcome};
-use crate::platform::{KvmFlavor, PlatformSettings};
+use crate::plan::{prepare, Plan};
+use crate::platform::KvmFlavor;
 use crate::vcpu::{self, setup, VcpuShared};
 
 /// Where KVM puts its TSS and identity-map pages (Intel needs them; three pages below the BIOS).
@@ -35,45 +34,6 @@ const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
 /// How often the event loop looks at the clock when nothing happens.
 const TICK: Duration = Duration::from_millis(100);
-
-/// The checked plan for a VM: images read, kernel recognised, memory layout decided. No KVM involved.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The kernel file.
-    pub kernel_path: PathBuf,
-    /// Its bytes (emptied by [`Vm::new`] once they are in guest memory).
-    pub kernel: Vec<u8>,
-    /// What the kernel is.
-    pub kernel_info: KernelInfo,
-    /// The initramfs bytes, if any (dropped by [`Vm::new`] once they are in guest memory).
-    pub initramfs: Option<Vec<u8>>,
-    /// Where the initramfs goes.
-    pub initramfs_at: Option<(u64, u64)>,
-    /// The complete kernel command line (the config's plus duet's platform parameters).
-    pub cmdline: String,
-    /// Platform settings (KVM flavor, PVM workarounds).
-    pub platform: PlatformSettings,
-}
-
-/// Reads and checks everything a VM needs, without creating it.
-pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
-    let ros = &cfg.ros;
-    let read = |what: &'static str, path: &PathBuf| {
-        std::fs::read(path).map_err(|source| VmmError::ReadImage { what, path: path.clone(), source })
-    };
-    let kernel = read("kernel", &ros.kernel)?;
-    let initramfs = ros.initramfs.as_ref().map(|p| read("initramfs", p)).transpose()?;
-    let boot_err = |source| VmmError::Boot { path: ros.kernel.clone(), source };
-    let kernel_info = linux::inspect(&kernel).map_err(boot_err)?;
-    let initramfs_at =
-        linux::plan(&kernel_info, initramfs.as_ref().map(|i| i.len() as u64), ros.memory).map_err(boot_err)?;
-    let platform = PlatformSettings::resolve(flavor, &cfg.platform);
-    let cmdline = platform.linux_cmdline(&ros.cmdline);
-    if cmdline.len() > kernel_info.cmdline_max {
-        return Err(boot_err(linux::LinuxBootError::CmdlineTooLong { len: cmdline.len(), max: kernel_info.cmdline_max }));
-    }
-    Ok(Plan { kernel_path: ros.kernel.clone(), kernel, kernel_info, initramfs, initramfs_at, cmdline, platform })
-}
 
 /// A VM ready to run.
 pub struct Vm {
@@ -144,20 +104,10 @@ impl Vm {
         let started = Instant::now();
         cfg.validate()?;
         let flavor = KvmFlavor::detect();
-        let plan = prepare(cfg, flavor)?;
-        let vcpu_count = u8::try_from(cfg.ros.vcpus).unwrap_or(u8::MAX);
-
-        let mem = guest_memory(cfg.ros.memory)?;
-        let spec = LinuxBootSpec {
-            kernel: &plan.kernel,
-            initramfs: plan.initramfs.as_deref(),
-            cmdline: &plan.cmdline,
-            mem_size: cfg.ros.memory,
-        };
-        let loaded = linux::load(&mem, &spec).map_err(|source| VmmError::Boot { path: plan.kernel_path.clone(), source })?;
-        boot::mptable::write(&mem, vcpu_count)?;
-        // The images now live in guest memory; keeping a second copy would cost the VMM tens of MiB.
-        let plan = Plan { kernel: Vec::new(), initramfs: None, ..plan };
+        let mut plan = prepare(cfg, flavor)?;
+        let vcpu_count = plan.vcpus;
+        let mem = guest_memory(plan.memory)?;
+        let entry = plan.load(&mem)?;
 
         let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
         let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
@@ -188,7 +138,7 @@ impl Vm {
             let cpuid = setup::cpuid_for(&base_cpuid, id, vcpu_count, plan.platform.cpuid_mask);
             setup::configure_common(&vcpu, id, &cpuid)?;
             if id == 0 {
-                setup::apply_entry(&vcpu, id, &loaded.entry)?;
+                setup::apply_entry(&vcpu, id, &entry)?;
             }
             vcpus.push(vcpu);
         }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use super::{assert_has, at, none, TestDir, K};
 use crate::*;
 
-
 #[test]
 fn toml_syntax_error() {
     let d = TestDir::new("syntax");
@@ -45,7 +44,7 @@ fn unknown_keys() {
         &[
             &at(&d, 5),
             "bogus: unknown field `bogus`",
-            "`ros`, `console`, `platform`",
+            "`ros`, `hrt`, `console`, `platform`",
         ],
     );
     let msg = d.err(
@@ -82,40 +81,25 @@ fn unknown_keys() {
 }
 
 #[test]
-fn hrt_not_supported() {
-    let d = TestDir::new("hrt");
-    let text = format!("{K}\n[hrt]\nkernel = \"hrt.elf\"\n");
-    let e = d.parse(&text, &none()).unwrap_err();
-    assert_eq!(e.problem(), Some(&Problem::HrtUnsupported));
-    assert_eq!(e.line(), Some(4));
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{}hrt: the [hrt] partition (a Multiboot2 specialized kernel) is not supported by this version of duet yet",
-            at(&d, 4)
-        )
-    );
-    // Even with bad contents, and even without [ros].
-    let msg = d.err("\n\n[hrt]\nwhatever = [1, 2]\n", &none());
-    assert_has(&msg, &[&at(&d, 3), "[hrt] partition", "not supported"]);
-}
-
-#[test]
-fn missing_ros() {
-    let d = TestDir::new("noros");
+fn missing_partition() {
+    let d = TestDir::new("nopart");
     let e = d
         .parse("[console]\noutput = \"none\"\n", &none())
         .unwrap_err();
-    assert_eq!(e.problem(), Some(&Problem::MissingRos));
+    assert_eq!(e.problem(), Some(&Problem::MissingPartition));
     assert_eq!(e.line(), None);
+    assert_eq!(e.field(), Some("ros/hrt"));
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: ros: missing required section [ros] (the Linux partition): add a [ros] table with at least kernel = \"vmlinux\"",
+            "{}: ros/hrt: a VM needs a [ros] (Linux) or [hrt] (Multiboot2 kernel) section",
             d.toml().display()
         )
     );
-    assert_has(&d.err("", &none()), &["missing required section [ros]"]);
+    assert_has(
+        &d.err("", &none()),
+        &["a VM needs a [ros] (Linux) or [hrt] (Multiboot2 kernel) section"],
+    );
 }
 
 #[test]
@@ -249,9 +233,9 @@ fn override_errors_name_the_option() {
     let text = format!("{K}cmdline = \"{}\"\n", "x".repeat(3000));
     let msg = d.err(&text, &ov(&|o| o.append = Some("y".into())));
     assert_has(&msg, &[&at(&d, 3), "too long: 3000 bytes"]);
-    // Missing [ros] without --kernel still fails even with other overrides.
+    // No partition without --kernel still fails even with other overrides.
     let msg = d.err("", &ov(&|o| o.vcpus = Some(2)));
-    assert_has(&msg, &["ros: missing required section [ros]"]);
+    assert_has(&msg, &["ros/hrt: a VM needs a [ros] (Linux) or [hrt]"]);
 }
 
 #[test]

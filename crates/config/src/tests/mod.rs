@@ -10,7 +10,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::*;
 
 mod errors;
+mod hrt;
 mod values;
+
+/// Test access to the one partition of a config.
+pub(crate) trait Parts {
+    fn ros_ref(&self) -> &RosConfig;
+    fn ros_mut(&mut self) -> &mut RosConfig;
+    fn hrt_ref(&self) -> &HrtConfig;
+    fn hrt_mut(&mut self) -> &mut HrtConfig;
+}
+
+impl Parts for Config {
+    fn ros_ref(&self) -> &RosConfig {
+        self.ros.as_ref().expect("a [ros] partition")
+    }
+    fn ros_mut(&mut self) -> &mut RosConfig {
+        self.ros.as_mut().expect("a [ros] partition")
+    }
+    fn hrt_ref(&self) -> &HrtConfig {
+        self.hrt.as_ref().expect("an [hrt] partition")
+    }
+    fn hrt_mut(&mut self) -> &mut HrtConfig {
+        self.hrt.as_mut().expect("an [hrt] partition")
+    }
+}
 
 /// A fresh directory under the system temp dir with a 6-byte `vmlinux` and
 /// a 4-byte `initrd.cpio`. Removed on drop.
@@ -87,13 +111,14 @@ fn minimal() {
         c,
         Config {
             source: d.toml(),
-            ros: RosConfig {
+            ros: Some(RosConfig {
                 vcpus: 1,
                 memory: 256 * MIB,
                 kernel: d.path("vmlinux"),
                 initramfs: None,
                 cmdline: String::new(),
-            },
+            }),
+            hrt: None,
             console: ConsoleConfig {
                 output: ConsoleOutput::Stdio,
                 input: true,
@@ -104,7 +129,7 @@ fn minimal() {
             },
         }
     );
-    assert!(c.ros.kernel.is_absolute());
+    assert!(c.ros_ref().kernel.is_absolute());
     c.validate().unwrap();
 }
 
@@ -130,11 +155,11 @@ pvm_workarounds = "off"
 clearcpuid = ["popcnt", "avx512f", "x2apic_1"]
 "#;
     let c = d.parse(text, &none()).unwrap();
-    assert_eq!(c.ros.vcpus, 4);
-    assert_eq!(c.ros.memory, GIB);
-    assert_eq!(c.ros.kernel, d.path("vmlinux"));
-    assert_eq!(c.ros.initramfs, Some(d.path("initrd.cpio")));
-    assert_eq!(c.ros.cmdline, "console=ttyS0 quiet");
+    assert_eq!(c.ros_ref().vcpus, 4);
+    assert_eq!(c.ros_ref().memory, GIB);
+    assert_eq!(c.ros_ref().kernel, d.path("vmlinux"));
+    assert_eq!(c.ros_ref().initramfs, Some(d.path("initrd.cpio")));
+    assert_eq!(c.ros_ref().cmdline, "console=ttyS0 quiet");
     assert_eq!(c.console.output, ConsoleOutput::File(d.path("console.log")));
     assert!(!c.console.input);
     assert_eq!(c.platform.pvm_workarounds, Workarounds::Off);
@@ -205,7 +230,7 @@ fn memory_forms() {
                 &none(),
             )
             .unwrap();
-        assert_eq!(c.ros.memory, want, "memory = {value}");
+        assert_eq!(c.ros_ref().memory, want, "memory = {value}");
     }
 }
 
@@ -219,7 +244,7 @@ fn vcpu_bounds_ok() {
                 &none(),
             )
             .unwrap();
-        assert_eq!(c.ros.vcpus, n);
+        assert_eq!(c.ros_ref().vcpus, n);
     }
 }
 
@@ -232,9 +257,9 @@ fn relative_paths_resolve_against_config_dir() {
     let text = "[ros]\nkernel = \"images/bzImage\"\ninitramfs = \"../initrd.cpio\"\n\
                 [console]\noutput = \"file\"\npath = \"../logs/out.log\"\n";
     let c = parse(text, &d.path("sub/vm.toml"), &none()).unwrap();
-    assert_eq!(c.ros.kernel, d.path("sub/images/bzImage"));
+    assert_eq!(c.ros_ref().kernel, d.path("sub/images/bzImage"));
     // `..` is kept (lexical resolution); the file is still found.
-    assert_eq!(c.ros.initramfs, Some(d.path("sub/../initrd.cpio")));
+    assert_eq!(c.ros_ref().initramfs, Some(d.path("sub/../initrd.cpio")));
     assert_eq!(
         c.console.output,
         ConsoleOutput::File(d.path("sub/../logs/out.log"))
@@ -243,7 +268,7 @@ fn relative_paths_resolve_against_config_dir() {
     let abs = d.path("vmlinux");
     let text = format!("[ros]\nkernel = {:?}\n", abs.to_str().unwrap());
     let c = parse(&text, &d.path("sub/vm.toml"), &none()).unwrap();
-    assert_eq!(c.ros.kernel, abs);
+    assert_eq!(c.ros_ref().kernel, abs);
 }
 
 #[test]
@@ -256,8 +281,8 @@ fn relative_origin_gives_absolute_paths() {
     };
     let origin = rel.join("vm.toml");
     let c = parse("[ros]\nkernel = \"vmlinux\"\n", &origin, &none()).unwrap();
-    assert!(c.ros.kernel.is_absolute());
-    assert_eq!(fs::read(&c.ros.kernel).unwrap(), b"kernel");
+    assert!(c.ros_ref().kernel.is_absolute());
+    assert_eq!(fs::read(&c.ros_ref().kernel).unwrap(), b"kernel");
     assert_eq!(c.source, origin);
 }
 
@@ -275,7 +300,7 @@ fn load_reads_file() {
     let d = TestDir::new("load");
     fs::write(d.toml(), "[ros]\nkernel = \"vmlinux\"\nvcpus = 3\n").unwrap();
     let c = load(&d.toml(), &none()).unwrap();
-    assert_eq!(c.ros.vcpus, 3);
+    assert_eq!(c.ros_ref().vcpus, 3);
     assert_eq!(c.source, d.toml());
 }
 
@@ -293,11 +318,11 @@ fn overrides_replace_file_values() {
         append: Some("c=3 d".into()),
     };
     let c = d.parse(text, &ov).unwrap();
-    assert_eq!(c.ros.vcpus, 8);
-    assert_eq!(c.ros.memory, 2 * GIB);
-    assert_eq!(c.ros.kernel, d.path("other"));
-    assert_eq!(c.ros.initramfs, Some(d.path("initrd.cpio")));
-    assert_eq!(c.ros.cmdline, "b=2 c=3 d");
+    assert_eq!(c.ros_ref().vcpus, 8);
+    assert_eq!(c.ros_ref().memory, 2 * GIB);
+    assert_eq!(c.ros_ref().kernel, d.path("other"));
+    assert_eq!(c.ros_ref().initramfs, Some(d.path("initrd.cpio")));
+    assert_eq!(c.ros_ref().cmdline, "b=2 c=3 d");
 }
 
 #[test]
@@ -308,14 +333,14 @@ fn append_without_base_cmdline() {
         ..Overrides::default()
     };
     let c = d.parse("[ros]\nkernel = \"vmlinux\"\n", &ov).unwrap();
-    assert_eq!(c.ros.cmdline, "quiet");
+    assert_eq!(c.ros_ref().cmdline, "quiet");
     let c = d
         .parse(
             "[ros]\nkernel = \"vmlinux\"\ncmdline = \"console=ttyS0\"\n",
             &ov,
         )
         .unwrap();
-    assert_eq!(c.ros.cmdline, "console=ttyS0 quiet");
+    assert_eq!(c.ros_ref().cmdline, "console=ttyS0 quiet");
 }
 
 #[test]
@@ -330,15 +355,19 @@ fn overrides_fix_invalid_file() {
         ..Overrides::default()
     };
     let c = d.parse(text, &ov).unwrap();
-    assert_eq!((c.ros.vcpus, c.ros.memory), (2, 64 * MIB));
+    assert_eq!((c.ros_ref().vcpus, c.ros_ref().memory), (2, 64 * MIB));
     // A missing kernel (or even [ros]) is supplied by --kernel.
     let ov = Overrides {
         kernel: Some(d.path("vmlinux")),
         ..Overrides::default()
     };
-    assert_eq!(d.parse("[ros]\nvcpus = 2\n", &ov).unwrap().ros.vcpus, 2);
+    assert_eq!(
+        d.parse("[ros]\nvcpus = 2\n", &ov).unwrap().ros_ref().vcpus,
+        2
+    );
     let c = d.parse("", &ov).unwrap();
-    assert_eq!(c.ros, RosConfig::new(d.path("vmlinux")));
+    assert_eq!(c.ros, Some(RosConfig::new(d.path("vmlinux"))));
+    assert_eq!(c.hrt, None);
 }
 
 #[test]
@@ -365,13 +394,13 @@ fn in_code_config() {
     let d = TestDir::new("code");
     let mut c = Config::from_ros(RosConfig::new(d.path("vmlinux")));
     assert_eq!(c.source, PathBuf::new());
-    assert_eq!(c.ros.vcpus, DEFAULT_VCPUS);
-    assert_eq!(c.ros.memory, DEFAULT_MEMORY);
+    assert_eq!(c.ros_ref().vcpus, DEFAULT_VCPUS);
+    assert_eq!(c.ros_ref().memory, DEFAULT_MEMORY);
     assert_eq!(c.console, ConsoleConfig::default());
     assert_eq!(c.platform, PlatformConfig::default());
     c.validate().unwrap();
 
-    c.ros.vcpus = 65;
+    c.ros_mut().vcpus = 65;
     let e = c.validate().unwrap_err();
     assert_eq!(e.location(), Some(&Location::Code));
     assert_eq!(e.field(), Some("ros.vcpus"));
@@ -379,45 +408,45 @@ fn in_code_config() {
         e.to_string(),
         "ros.vcpus: 65 is out of range: expected 1 to 64"
     );
-    c.ros.vcpus = 1;
+    c.ros_mut().vcpus = 1;
 
-    c.ros.memory = MIB;
+    c.ros_mut().memory = MIB;
     assert_eq!(
         c.validate().unwrap_err().to_string(),
         "ros.memory: 1 MiB is too small: the minimum is 16 MiB"
     );
-    c.ros.memory = DEFAULT_MEMORY;
+    c.ros_mut().memory = DEFAULT_MEMORY;
 
-    c.ros.kernel = d.path("nope");
+    c.ros_mut().kernel = d.path("nope");
     assert_has(
         &c.validate().unwrap_err().to_string(),
         &["ros.kernel: kernel file not found: ", "nope"],
     );
-    c.ros.kernel = PathBuf::new();
+    c.ros_mut().kernel = PathBuf::new();
     assert_eq!(
         c.validate().unwrap_err().to_string(),
         "ros.kernel: kernel path is empty"
     );
-    c.ros.kernel = d.path("vmlinux");
+    c.ros_mut().kernel = d.path("vmlinux");
 
-    c.ros.initramfs = Some(d.0.clone());
+    c.ros_mut().initramfs = Some(d.0.clone());
     assert_has(
         &c.validate().unwrap_err().to_string(),
         &["ros.initramfs: initramfs path is a directory"],
     );
-    c.ros.initramfs = None;
+    c.ros_mut().initramfs = None;
 
-    c.ros.cmdline = "a\nb".into();
+    c.ros_mut().cmdline = "a\nb".into();
     assert_has(
         &c.validate().unwrap_err().to_string(),
         &["ros.cmdline: ", "newline at byte 1"],
     );
-    c.ros.cmdline = "x".repeat(MAX_CMDLINE_LEN + 1);
+    c.ros_mut().cmdline = "x".repeat(MAX_CMDLINE_LEN + 1);
     assert_has(
         &c.validate().unwrap_err().to_string(),
         &["too long: 2049 bytes"],
     );
-    c.ros.cmdline = "x".repeat(MAX_CMDLINE_LEN);
+    c.ros_mut().cmdline = "x".repeat(MAX_CMDLINE_LEN);
     c.validate().unwrap();
 
     c.console.output = ConsoleOutput::File(d.path("no-such-dir/log"));

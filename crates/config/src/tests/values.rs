@@ -3,8 +3,7 @@
 
 use std::fs;
 
-use super::{assert_has, at, none, TestDir, K};
-
+use super::{assert_has, at, none, Parts, TestDir, K};
 
 #[test]
 fn vcpus_out_of_range() {
@@ -233,7 +232,7 @@ fn cmdline_problems() {
     assert_eq!(
         d.parse(&format!("{K}cmdline = \"{ok}\"\n"), &none())
             .unwrap()
-            .ros
+            .ros_ref()
             .cmdline,
         ok
     );

@@ -1,0 +1,190 @@
+//! What a VM will boot, read and checked without KVM (what `duet check` prints): the partition's kernel,
+//! recognised as Linux or Multiboot2, its images, command line and memory layout.
+//!
+//! A `[ros]` partition boots Linux; an `[hrt]` partition boots a Multiboot2 kernel, fully virtualized.
+//! A kernel in the wrong section is a clear error, not a guest crash.
+
+use std::path::{Path, PathBuf};
+
+use boot::linux::{self, KernelInfo, LinuxBootSpec};
+use boot::multiboot2::{self, Mb2BootSpec, Mb2Image, ModuleSource};
+use config::Config;
+use vm_memory::GuestMemoryMmap;
+
+use crate::error::VmmError;
+use crate::platform::{KvmFlavor, PlatformSettings};
+
+/// Which kind of kernel a partition boots.
+#[derive(Debug, Clone)]
+pub enum KernelKind {
+    /// Linux (vmlinux or bzImage) with its initramfs placement.
+    Linux {
+        /// The image's facts.
+        info: KernelInfo,
+        /// Where the initramfs goes.
+        initramfs_at: Option<(u64, u64)>,
+    },
+    /// A Multiboot2 kernel.
+    Multiboot2 {
+        /// The header's facts.
+        image: Mb2Image,
+    },
+}
+
+/// A module handed to a Multiboot2 kernel.
+#[derive(Debug, Clone)]
+pub struct Module {
+    /// The file.
+    pub path: PathBuf,
+    /// Its bytes (dropped once loaded).
+    pub data: Vec<u8>,
+    /// Its string.
+    pub string: String,
+}
+
+/// The checked plan for a VM.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The kernel file.
+    pub kernel_path: PathBuf,
+    /// What the kernel is.
+    pub kind: KernelKind,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// The complete kernel command line (for Linux: the config's plus duet's platform parameters).
+    pub cmdline: String,
+    /// Platform settings (KVM flavor, PVM workarounds).
+    pub platform: PlatformSettings,
+    kernel: Vec<u8>,
+    initramfs: Option<Vec<u8>>,
+    /// Multiboot2 modules, in order.
+    pub modules: Vec<Module>,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, VmmError> {
+    std::fs::read(path).map_err(|source| VmmError::ReadImage { what, path: path.to_path_buf(), source })
+}
+
+/// Reads and checks everything the VM described by `cfg` needs, without creating it.
+pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
+    let platform = PlatformSettings::resolve(flavor, &cfg.platform);
+    match (&cfg.ros, &cfg.hrt) {
+        (Some(ros), None) => prepare_linux(ros, platform),
+        (None, Some(hrt)) => prepare_multiboot2(hrt, platform),
+        // The config crate refuses both-or-neither; the partitioned VM arrives with the HVM milestone.
+        _ => Err(VmmError::Unsupported("a VM with both [ros] and [hrt] (a partitioned VM)")),
+    }
+}
+
+fn prepare_linux(ros: &config::RosConfig, platform: PlatformSettings) -> Result<Plan, VmmError> {
+    let kernel = read("kernel", &ros.kernel)?;
+    let initramfs = ros.initramfs.as_ref().map(|p| read("initramfs", p)).transpose()?;
+    let boot_err = |source| VmmError::Boot { path: ros.kernel.clone(), source };
+    let info = match linux::inspect(&kernel) {
+        Err(_) if multiboot2::inspect(&kernel).is_ok() => {
+            return Err(VmmError::KernelKind {
+                path: ros.kernel.clone(),
+                found: "a Multiboot2 kernel",
+                hint: "put it in an [hrt] section",
+            })
+        }
+        other => other.map_err(boot_err)?,
+    };
+    let initramfs_at = linux::plan(&info, initramfs.as_ref().map(|i| i.len() as u64), ros.memory).map_err(boot_err)?;
+    let cmdline = platform.linux_cmdline(&ros.cmdline);
+    if cmdline.len() > info.cmdline_max {
+        return Err(boot_err(linux::LinuxBootError::CmdlineTooLong { len: cmdline.len(), max: info.cmdline_max }));
+    }
+    Ok(Plan {
+        kernel_path: ros.kernel.clone(),
+        kind: KernelKind::Linux { info, initramfs_at },
+        vcpus: u8::try_from(ros.vcpus).unwrap_or(u8::MAX),
+        memory: ros.memory,
+        cmdline,
+        platform,
+        kernel,
+        initramfs,
+        modules: Vec::new(),
+    })
+}
+
+fn prepare_multiboot2(hrt: &config::HrtConfig, platform: PlatformSettings) -> Result<Plan, VmmError> {
+    let kernel = read("kernel", &hrt.kernel)?;
+    let image = match multiboot2::inspect(&kernel) {
+        Err(multiboot2::Mb2Error::NoHeader) if linux::inspect(&kernel).is_ok() => {
+            return Err(VmmError::KernelKind {
+                path: hrt.kernel.clone(),
+                found: "a Linux kernel",
+                hint: "put it in a [ros] section",
+            })
+        }
+        other => other.map_err(|source| VmmError::BootMultiboot2 { path: hrt.kernel.clone(), source })?,
+    };
+    let modules = hrt
+        .modules
+        .iter()
+        .map(|m| Ok(Module { path: m.path.clone(), data: read("module", &m.path)?, string: m.cmdline.clone() }))
+        .collect::<Result<Vec<_>, VmmError>>()?;
+    Ok(Plan {
+        kernel_path: hrt.kernel.clone(),
+        kind: KernelKind::Multiboot2 { image },
+        vcpus: u8::try_from(hrt.vcpus).unwrap_or(u8::MAX),
+        memory: hrt.memory,
+        cmdline: hrt.cmdline.clone(),
+        platform,
+        kernel,
+        initramfs: None,
+        modules,
+    })
+}
+
+impl Plan {
+    /// Loads the kernel (and initramfs or modules) into `mem`, writes the firmware tables the kernel
+    /// expects (MP table for Linux; ACPI tables and the Multiboot2 information for Multiboot2), and
+    /// returns the boot vCPU's entry state. The image bytes are dropped afterwards: they now live in
+    /// guest memory, and a second copy would cost the VMM tens of MiB.
+    pub fn load(&mut self, mem: &GuestMemoryMmap<()>) -> Result<boot::BootEntry, VmmError> {
+        let entry = match &self.kind {
+            KernelKind::Linux { .. } => {
+                let spec = LinuxBootSpec {
+                    kernel: &self.kernel,
+                    initramfs: self.initramfs.as_deref(),
+                    cmdline: &self.cmdline,
+                    mem_size: self.memory,
+                };
+                let loaded = linux::load(mem, &spec)
+                    .map_err(|source| VmmError::Boot { path: self.kernel_path.clone(), source })?;
+                boot::mptable::write(mem, self.vcpus)?;
+                loaded.entry
+            }
+            KernelKind::Multiboot2 { .. } => {
+                let rsdp = boot::acpi::write(mem, self.vcpus)?;
+                let rsdp = <[u8; 36]>::try_from(rsdp.as_slice()).ok().map(multiboot2::Rsdp::V2);
+                let ram = boot::layout::ram_ranges(self.memory);
+                let modules: Vec<ModuleSource<'_>> =
+                    self.modules.iter().map(|m| ModuleSource { data: &m.data, string: &m.string }).collect();
+                let spec = Mb2BootSpec {
+                    kernel: &self.kernel,
+                    cmdline: &self.cmdline,
+                    modules: &modules,
+                    rsdp,
+                    ram: &ram,
+                    reserved: &multiboot2::DUET_RESERVED,
+                    mmap_reserved: &multiboot2::DUET_MMAP_RESERVED,
+                    gdt_addr: multiboot2::GDT_ADDR,
+                };
+                multiboot2::boot(mem, &spec)
+                    .map_err(|source| VmmError::BootMultiboot2 { path: self.kernel_path.clone(), source })?
+                    .entry
+            }
+        };
+        self.kernel = Vec::new();
+        self.initramfs = None;
+        for m in &mut self.modules {
+            m.data = Vec::new();
+        }
+        Ok(entry)
+    }
+}
