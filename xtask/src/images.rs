@@ -21,6 +21,7 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
     let mut done = Vec::new();
     let init = ros_init(&out)?;
     done.push(init.clone());
+    done.push(hrt(&out)?);
     let busybox = busybox(&mut apt)?;
     done.push(initramfs(&init, &busybox, &out.join("initramfs.cpio"))?);
     done.extend(kernel::test_kernel(&mut apt, &out)?);
@@ -54,6 +55,28 @@ pub fn ros_init(out: &Path) -> Result<PathBuf> {
     }
     let dest = out.join("ros-init");
     copy(&bin, &dest)?;
+    Ok(dest)
+}
+
+/// Builds guests/hrt (duet's Multiboot2 kernel, release) and copies it to `out/hrt.elf`.
+pub fn hrt(out: &Path) -> Result<PathBuf> {
+    let dir = repo_root().join("guests/hrt");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(dir.join("target"))
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .current_dir(&dir)
+        // guests/hrt/.cargo/config.toml has the kernel's flags (no SSE, static, linker script).
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR");
+    run(&mut cmd).ctx(|| "building guests/hrt".to_string())?;
+    let dest = out.join("hrt.elf");
+    copy(&dir.join("target/x86_64-unknown-linux-gnu/release/hrt"), &dest)?;
     Ok(dest)
 }
 

@@ -25,8 +25,8 @@ usage: cargo xtask <command>
 commands:
   images [--cloud]   build/fetch guest images into target/guest-images/ and print their paths:
                      vmlinux-test, bzImage-test (duet's lean test kernel, built once per machine),
-                     ros-init, initramfs.cpio; with --cloud also vmlinuz-cloud + cloud-version
-                     (Debian's cloud kernel). Caches: ${XDG_CACHE_HOME:-~/.cache}/duet/
+                     ros-init, initramfs.cpio, hrt.elf (guests/hrt); with --cloud also vmlinuz-cloud
+                     + cloud-version (Debian's cloud kernel). Caches: ${XDG_CACHE_HOME:-~/.cache}/duet/
   check-guests       check the images in target/guest-images/
   test [ARGS]        images, then the whole test suite (cargo test --workspace --release ARGS)
   demo [ARGS]        images, then boot examples/demo.toml (or the cloud kernel on hardware KVM)
@@ -36,7 +36,7 @@ commands:
 fn check_guests() -> Result<()> {
     let dir = images::images_dir();
     let mut problems = Vec::new();
-    for f in ["vmlinux-test", "bzImage-test", "ros-init", "initramfs.cpio"] {
+    for f in ["vmlinux-test", "bzImage-test", "ros-init", "initramfs.cpio", "hrt.elf"] {
         if !dir.join(f).exists() {
             problems.push(format!("{f}: missing (run `cargo xtask images`)"));
         }

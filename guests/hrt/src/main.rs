@@ -1,0 +1,198 @@
+//! The HRT: duet's own specialized kernel, a no_std Multiboot2 kernel for x86-64.
+//!
+//! Boot: `_start` (boot.rs, 32-bit, debug-port mark 2) → long mode on static page tables →
+//! [`hrt_kmain`] (mark 3) → the command named by the first word of the command line → exit
+//! through duet's debug port (docs/debug-port.md).
+//!
+//! Exit statuses: 0 success, 1 command failed (`smp`: not every CPU came up; `mem`: no memory map),
+//! 2 unknown or missing command, 3 panic, 4 not started by a Multiboot2 loader (bad magic) or bad
+//! boot information, 0x80 + vector: a CPU exception (`fault`: 0x8e).
+//!
+//! Ring 0 must not use SSE/AVX (and on PVM hosts cannot): the crate is built without them
+//! (.cargo/config.toml), has its own mem* functions (mem.rs) and formatter (out.rs), and
+//! check-no-simd.sh verifies the image.
+
+#![no_std]
+#![no_main]
+
+mod acpi;
+mod boot;
+mod idt;
+mod mb2;
+mod mem;
+mod out;
+mod port;
+mod serial;
+mod smp;
+
+use mb2::Info;
+use out::Line;
+
+/// An address above the 4 GiB identity map, where nothing is mapped.
+const UNMAPPED: u64 = 0x70_0000_0000;
+
+#[no_mangle]
+extern "C" fn hrt_kmain(magic: u32, info_addr: u32) -> ! {
+    port::mark(3);
+    idt::init();
+    serial::init();
+    let _ = magic; // checked by _start
+    let Some(info) = (unsafe { Info::new(info_addr) }) else {
+        Line::new()
+            .s("hrt: bad multiboot2 boot information at ")
+            .hex(info_addr as u64)
+            .print();
+        port::exit(4)
+    };
+    let cmdline = info.cmdline();
+    let mut words = cmdline
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty());
+    let status = match words.next() {
+        Some(b"hello") => hello(),
+        Some(b"mem") => mem(&info),
+        Some(b"modules") => modules(&info),
+        Some(b"fault") => fault(),
+        Some(b"smp") => smp::run(&info),
+        Some(other) => {
+            Line::new()
+                .s("hrt: unknown command '")
+                .b(other)
+                .s("' (commands: hello mem modules fault smp)")
+                .print();
+            2
+        }
+        None => {
+            Line::new()
+                .s("hrt: no command on the command line (commands: hello mem modules fault smp)")
+                .print();
+            2
+        }
+    };
+    port::exit(status)
+}
+
+fn hello() -> u32 {
+    Line::new().s("hrt: hello from the HRT").print();
+    0
+}
+
+fn mmap_type(t: u32) -> &'static str {
+    match t {
+        1 => "available",
+        2 => "reserved",
+        3 => "ACPI reclaimable",
+        4 => "ACPI NVS",
+        5 => "bad",
+        _ => "other",
+    }
+}
+
+fn mem(info: &Info) -> u32 {
+    let Some(tag) = info.find(mb2::TAG_MMAP) else {
+        Line::new()
+            .s("hrt: mem: no memory map in the boot information")
+            .print();
+        return 1;
+    };
+    let mut usable = 0u64;
+    for (i, e) in mb2::mmap_entries(tag).enumerate() {
+        Line::new()
+            .s("hrt: mmap ")
+            .dec(i as u64)
+            .s(" base=")
+            .hex(e.base)
+            .s(" length=")
+            .hex(e.len)
+            .s(" type=")
+            .dec(e.typ as u64)
+            .s(" (")
+            .s(mmap_type(e.typ))
+            .s(")")
+            .print();
+        if e.typ == 1 {
+            usable = usable.wrapping_add(e.len);
+        }
+    }
+    Line::new()
+        .s("hrt: mem: usable ")
+        .dec(usable)
+        .s(" bytes (")
+        .dec(usable >> 20)
+        .s(" MiB)")
+        .print();
+    0
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn modules(info: &Info) -> u32 {
+    let mut count = 0u64;
+    for (typ, tag) in info.tags() {
+        if typ != mb2::TAG_MODULE {
+            continue;
+        }
+        let Some(m) = mb2::module(tag) else { continue };
+        let len = m.end.saturating_sub(m.start) as usize;
+        Line::new()
+            .s("hrt: module ")
+            .dec(count)
+            .s(" start=")
+            .hex(m.start as u64)
+            .s(" end=")
+            .hex(m.end as u64)
+            .s(" size=")
+            .dec(len as u64)
+            .s(" string='")
+            .b(m.string)
+            .s("'")
+            .print();
+        // Page 0 is unmapped; a module there (never placed by duet) is not read.
+        let bytes: &[u8] = if len == 0 || m.start < 0x1000 {
+            &[]
+        } else {
+            unsafe { core::slice::from_raw_parts(m.start as usize as *const u8, len) }
+        };
+        Line::new()
+            .s("hrt: module ")
+            .dec(count)
+            .s(" fnv1a64=")
+            .hex16(fnv1a64(bytes))
+            .print();
+        count += 1;
+    }
+    Line::new().s("hrt: modules: ").dec(count).print();
+    0
+}
+
+fn fault() -> u32 {
+    Line::new().s("hrt: fault: reading ").hex(UNMAPPED).print();
+    let v = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+    // Not reached: the page fault handler ends the VM with 0x8e.
+    Line::new()
+        .s("hrt: fault: read ")
+        .hex(v)
+        .s(" without a fault")
+        .print();
+    1
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut line = Line::forced();
+    line.s("hrt: panic");
+    if let Some(loc) = info.location() {
+        line.s(" at ").s(loc.file()).s(":").dec(loc.line() as u64);
+    }
+    line.print();
+    drop(line);
+    port::exit(3)
+}

@@ -1,0 +1,44 @@
+//! Port I/O and duet's debug port (docs/debug-port.md): marks and the exit.
+
+use core::arch::asm;
+
+/// duet's debug port: a 1-4 byte write ends the VM with that status.
+pub const DEBUG_EXIT: u16 = 0xf4;
+/// duet's debug port: a write records (code, host time).
+pub const DEBUG_MARK: u16 = 0xf8;
+
+#[inline(always)]
+pub fn outb(port: u16, v: u8) {
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    }
+}
+
+#[inline(always)]
+pub fn inb(port: u16) -> u8 {
+    let v: u8;
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
+    v
+}
+
+#[inline(always)]
+pub fn outl(port: u16, v: u32) {
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    }
+}
+
+/// Records debug-port mark `code` (2: kernel entry, 3: kernel main, >= 256: free).
+pub fn mark(code: u32) {
+    outl(DEBUG_MARK, code);
+}
+
+/// Ends the VM with `status` through the debug port; halts if nobody listens.
+pub fn exit(status: u32) -> ! {
+    outl(DEBUG_EXIT, status);
+    loop {
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
+    }
+}
