@@ -251,6 +251,10 @@ fn parse_tags(image: &[u8], mut at: usize, end: usize, img: &mut Mb2Image) -> Re
         }
         let optional = flags & FLAG_OPTIONAL != 0;
         let bad_size = Mb2Error::BadTagSize { typ, size };
+        // Every tag has the 8-byte tag header; a smaller size would never advance (found by fuzzing).
+        if size < 8 {
+            return Err(bad_size);
+        }
         let need = |n: u32| if size < n { Err(bad_size.clone()) } else { Ok(()) };
         let field = |i: usize| u32_at(image, at + 8 + 4 * i).unwrap_or(0);
         match typ {

@@ -81,6 +81,10 @@ fn truncated_tag_and_missing_end_tag() {
 fn tag_too_small_for_its_type() {
     assert_eq!(err(&[tag(3, 0, &[])]), Mb2Error::BadTagSize { typ: 3, size: 8 });
     assert_eq!(err(&[tag(2, 0, &[1, 2])]), Mb2Error::BadTagSize { typ: 2, size: 16 });
+    // An optional unknown tag claiming size 0 must not loop forever (fuzz finding).
+    let mut t = tag(42, 1, &[]);
+    t[4..8].copy_from_slice(&0u32.to_le_bytes());
+    assert_eq!(err(&[t]), Mb2Error::BadTagSize { typ: 42, size: 0 });
 }
 
 #[test]
