@@ -135,8 +135,34 @@ fn initramfs_larger_than_memory_is_refused() {
 }
 
 #[test]
-fn hrt_section_is_not_supported_yet() {
-    Case::new("hrt").refuses("[ros]\nkernel = \"vmlinux\"\n[hrt]\nkernel = \"x\"\n", &["vm.toml:3", "[hrt]", "not supported"]);
+fn ros_and_hrt_together_are_not_supported_yet() {
+    Case::new("both").refuses(
+        "[ros]\nkernel = \"vmlinux\"\n[hrt]\nkernel = \"vmlinux\"\n",
+        &["vm.toml:3", "partitioned VM", "later version"],
+    );
+}
+
+#[test]
+fn a_multiboot2_kernel_checks_ok_in_hrt_and_is_refused_in_ros() {
+    let c = Case::new("mb2");
+    let mut a = duet_tests::asm32();
+    duet_tests::exit_with32(&mut a, 0);
+    c.file("hrt.elf", &duet_tests::tiny_mb2_kernel(a));
+    let (code, stdout, stderr) = c.duet(&["check"], "[hrt]\nkernel = \"hrt.elf\"\nmemory = \"32M\"\ncmdline = \"hello\"\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hrt: 1 vCPU(s), 32 MiB") && stdout.contains("(Multiboot2, loads at 0x200000"), "{stdout}");
+    c.refuses("[ros]\nkernel = \"hrt.elf\"\n", &["is a Multiboot2 kernel", "[hrt] section"]);
+}
+
+#[test]
+fn a_malformed_multiboot2_kernel_gets_a_specific_error() {
+    let c = Case::new("mb2-bad");
+    let mut a = duet_tests::asm32();
+    duet_tests::exit_with32(&mut a, 0);
+    let mut k = duet_tests::tiny_mb2_kernel(a);
+    k[0x1000 + 12] ^= 1; // the header checksum
+    c.file("bad.elf", &k);
+    c.refuses("[hrt]\nkernel = \"bad.elf\"\n", &["cannot boot the Multiboot2 kernel", "bad checksum"]);
 }
 
 #[test]
