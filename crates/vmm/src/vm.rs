@@ -108,6 +108,7 @@ impl Vm {
         let vcpu_count = plan.vcpus;
         let mem = guest_memory(plan.memory)?;
         let entry = plan.load(&mem)?;
+        log::debug!("vm: images read, checked and loaded after {:?}", started.elapsed());
 
         let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
         let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
@@ -119,6 +120,7 @@ impl Vm {
         let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
         vm.create_pit2(pit).map_err(VmmError::kvm("KVM_CREATE_PIT2"))?;
         register_memory(&vm, &mem)?;
+        log::debug!("vm: KVM VM, irqchip, PIT and memory ready after {:?}", started.elapsed());
 
         let stop = Arc::new(StopSignal::new().map_err(VmmError::io("creating the stop eventfd"))?);
         let marks = Marks::default();
@@ -143,6 +145,7 @@ impl Vm {
             vcpus.push(vcpu);
         }
 
+        log::debug!("vm: devices and {vcpu_count} vCPU(s) ready after {:?}", started.elapsed());
         let shared = VcpuShared {
             bus: Arc::new(bus),
             mem,
