@@ -1,12 +1,16 @@
 //! ACPI tables that make a Multiboot2 VM look like a PC to a specialized kernel: an RSDP where firmware
-//! leaves it (0xE0000–0xFFFFF) and in the Multiboot2 information, an XSDT, and a MADT listing every
+//! leaves it (0xE0000–0xFFFFF) and in the Multiboot2 information, an XSDT, a FADT pointing at a DSDT that
+//! describes the PIT (PNP0100) and COM1 (PNP0501) with their ports and interrupts, and a MADT listing every
 //! CPU's local APIC and the IOAPIC. Built with the `acpi_tables` crate.
 //!
 //! The Linux ROS keeps booting from the MP table: duet's test kernel has no ACPI, and a distribution
 //! kernel given a MADT without a FADT would have to fall back anyway.
 
+use acpi_tables::aml::{Device, EISAName, Interrupt, Name, ResourceTemplate, Scope, IO};
+use acpi_tables::fadt::{FADTBuilder, FADT};
 use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT};
 use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
@@ -38,8 +42,37 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// The tables for CPUs with the given APIC IDs, laid out from [`ACPI_START`]: RSDP, XSDT, MADT.
-/// Returns the bytes and the RSDP's length (36: ACPI 2.0+).
+/// The DSDT: the legacy devices duet provides, in `\\_SB`.
+fn dsdt() -> Vec<u8> {
+    let (com1_io, com1_irq) = (IO::new(0x3f8, 0x3f8, 0, 8), Interrupt::new(true, true, false, false, 4));
+    let (pit_io, pit_irq) = (IO::new(0x40, 0x40, 0, 4), Interrupt::new(true, true, false, false, 0));
+    let com1_crs = ResourceTemplate::new(vec![&com1_io, &com1_irq]);
+    let pit_crs = ResourceTemplate::new(vec![&pit_io, &pit_irq]);
+    let (com1_hid, pit_hid) = (EISAName::new("PNP0501"), EISAName::new("PNP0100"));
+    let (com1_hid, com1_uid, com1_res) =
+        (Name::new("_HID".into(), &com1_hid), Name::new("_UID".into(), &1u8), Name::new("_CRS".into(), &com1_crs));
+    let (pit_hid, pit_res) = (Name::new("_HID".into(), &pit_hid), Name::new("_CRS".into(), &pit_crs));
+    let com1 = Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_res]);
+    let pit = Device::new("TMR_".into(), vec![&pit_hid, &pit_res]);
+    let sb = Scope::new("\\_SB_".into(), vec![&com1, &pit]);
+    let mut aml = Vec::new();
+    sb.to_aml_bytes(&mut aml);
+    let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
+    table.append_slice(&aml);
+    table.as_slice().to_vec()
+}
+
+/// Appends `table` at the next 16-byte boundary of `out` (which starts at [`ACPI_START`]); returns its
+/// guest-physical address.
+fn place(out: &mut Vec<u8>, table: &[u8]) -> u64 {
+    out.resize(out.len().next_multiple_of(16), 0);
+    let at = ACPI_START + out.len() as u64;
+    out.extend_from_slice(table);
+    at
+}
+
+/// The tables for CPUs with the given APIC IDs, laid out from [`ACPI_START`]: RSDP, DSDT, FADT, MADT,
+/// XSDT. Returns the bytes and the RSDP's length (36: ACPI 2.0+).
 pub fn build(apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
     if apic_ids.is_empty() || apic_ids.len() > 255 {
         return Err(AcpiError::CpuCount(apic_ids.len()));
@@ -50,27 +83,21 @@ pub fn build(apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
         madt.add_structure(ProcessorLocalApic::new(uid as u8, *id, EnabledStatus::Enabled));
     }
     madt.add_structure(IoApic::new(ioapic_id, IOAPIC_START as u32, 0));
-    let madt = bytes(&madt);
 
     let rsdp_len = Rsdp::len();
-    let xsdt_at = ACPI_START + (rsdp_len as u64).next_multiple_of(16);
+    let mut out = vec![0u8; rsdp_len];
+    let dsdt_at = place(&mut out, &dsdt());
+    let fadt: FADT = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1).dsdt_64(dsdt_at).finalize();
+    let fadt_at = place(&mut out, &bytes(&fadt));
+    let madt_at = place(&mut out, &bytes(&madt));
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, 1);
-    // The XSDT holds one 8-byte entry: its own header (36 bytes) + 8.
-    let madt_at = xsdt_at + (36u64 + 8).next_multiple_of(16);
+    xsdt.add_entry(fadt_at);
     xsdt.add_entry(madt_at);
-    let xsdt = bytes(&xsdt);
-    let rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_at));
-
-    let total = (madt_at - ACPI_START) as usize + madt.len();
-    if ACPI_START as usize + total > MPTABLE_START as usize {
-        return Err(AcpiError::TooLarge(total));
+    let xsdt_at = place(&mut out, &bytes(&xsdt));
+    out[..rsdp_len].copy_from_slice(&bytes(&Rsdp::new(OEM_ID, xsdt_at)));
+    if ACPI_START as usize + out.len() > MPTABLE_START as usize {
+        return Err(AcpiError::TooLarge(out.len()));
     }
-    let mut out = vec![0u8; total];
-    out[..rsdp.len()].copy_from_slice(&rsdp);
-    let x = (xsdt_at - ACPI_START) as usize;
-    out[x..x + xsdt.len()].copy_from_slice(&xsdt);
-    let m = (madt_at - ACPI_START) as usize;
-    out[m..m + madt.len()].copy_from_slice(&madt);
     Ok((out, rsdp_len))
 }
 
@@ -110,7 +137,20 @@ mod tests {
         assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
         let xlen = u32_at(&t, xsdt + 4) as usize;
         assert_eq!(sum(&t[xsdt..xsdt + xlen]), 0);
-        let madt = (u64_at(&t, xsdt + 36) - ACPI_START) as usize;
+        assert_eq!(xlen, 36 + 16, "two entries: FADT and MADT");
+        let fadt = (u64_at(&t, xsdt + 36) - ACPI_START) as usize;
+        assert_eq!(&t[fadt..fadt + 4], b"FACP");
+        assert_eq!(sum(&t[fadt..fadt + u32_at(&t, fadt + 4) as usize]), 0);
+        let dsdt = (u64_at(&t, fadt + 140) - ACPI_START) as usize; // X_DSDT
+        assert_eq!(&t[dsdt..dsdt + 4], b"DSDT");
+        let dlen = u32_at(&t, dsdt + 4) as usize;
+        assert_eq!(sum(&t[dsdt..dsdt + dlen]), 0);
+        let aml = &t[dsdt + 36..dsdt + dlen];
+        assert!(aml.windows(4).any(|w| w == b"COM1") && aml.windows(4).any(|w| w == b"TMR_"));
+        // EISA IDs are compressed: PNP0501 = 41 d0 05 01, PNP0100 = 41 d0 01 00.
+        assert!(aml.windows(4).any(|w| w == [0x41, 0xd0, 0x05, 0x01]));
+        assert!(aml.windows(4).any(|w| w == [0x41, 0xd0, 0x01, 0x00]));
+        let madt = (u64_at(&t, xsdt + 44) - ACPI_START) as usize;
         assert_eq!(&t[madt..madt + 4], b"APIC");
         let mlen = u32_at(&t, madt + 4) as usize;
         assert_eq!(sum(&t[madt..madt + mlen]), 0);
@@ -139,3 +179,4 @@ mod tests {
         assert!(build(&ids).is_ok());
     }
 }
+

@@ -76,8 +76,7 @@ impl Info {
     /// The first tag of type `typ` (whole tag, header included).
     pub fn find(&self, typ: u32) -> Option<&'static [u8]> {
         let bytes = self.bytes;
-        let mut tags = Tags { bytes, off: 8 };
-        while let Some((t, data)) = tags.next() {
+        for (t, data) in (Tags { bytes, off: 8 }) {
             if t == typ {
                 return Some(data);
             }

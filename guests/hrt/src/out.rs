@@ -64,7 +64,7 @@ impl Line {
         let digits = if v == 0 {
             1
         } else {
-            (64 - v.leading_zeros() + 3) / 4
+            (64 - v.leading_zeros()).div_ceil(4)
         };
         self.hex_digits(v, digits)
     }
