@@ -47,6 +47,18 @@ impl Apt {
         std::fs::write(&self.stamp, b"").ctx(|| format!("writing {}", self.stamp.display()))
     }
 
+    /// Makes sure `program` is on PATH, installing Debian package `pkg` (root or sudo) if it is not.
+    pub fn ensure_program(&mut self, program: &str, pkg: &str) -> Result<()> {
+        if Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success()) {
+            return Ok(());
+        }
+        self.update()?;
+        eprintln!("xtask: apt-get install {pkg} (for {program})");
+        run(Self::root_cmd("apt-get").args(["install", "-y", "-q", "--no-install-recommends", pkg]).env("DEBIAN_FRONTEND", "noninteractive"))
+            .ctx(|| format!("installing {pkg}"))?;
+        Ok(())
+    }
+
     /// Downloads the .deb of `pkg` into `dir` (no root needed) and returns its path.
     pub fn download(&mut self, pkg: &str, dir: &Path) -> Result<PathBuf> {
         self.update()?;

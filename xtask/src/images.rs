@@ -21,7 +21,12 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
     let mut done = Vec::new();
     let init = ros_init(&out)?;
     done.push(init.clone());
-    done.push(hrt(&out)?);
+    let hrt = hrt(&out)?;
+    // Our HRT must be a Multiboot2 kernel by GRUB's own test, not only by duet's loader.
+    apt.ensure_program("grub-file", "grub-common")?;
+    run(Command::new("grub-file").arg("--is-x86-multiboot2").arg(&hrt))
+        .ctx(|| format!("{} is not a Multiboot2 kernel according to grub-file", hrt.display()))?;
+    done.push(hrt);
     let busybox = busybox(&mut apt)?;
     done.push(initramfs(&init, &busybox, &out.join("initramfs.cpio"))?);
     done.extend(kernel::test_kernel(&mut apt, &out)?);
