@@ -20,7 +20,7 @@ pub fn asm() -> CodeAssembler {
     CodeAssembler::new(64).expect("64-bit assembler")
 }
 
-/// Appends "write `status` to the exit port, then halt forever".
+/// Appends "write `status` to the exit port, then halt forever" (the same bytes in 32- and 64-bit code).
 pub fn exit_with(a: &mut CodeAssembler, status: u32) {
     a.mov(eax, status).expect("asm");
     a.mov(dx, u32::from(EXIT_PORT)).expect("asm");
@@ -119,17 +119,6 @@ pub const TINY_MB2_LOAD: u32 = 0x20_0000;
 /// A fresh 32-bit assembler (Multiboot2 kernels start in 32-bit protected mode).
 pub fn asm32() -> CodeAssembler {
     CodeAssembler::new(32).expect("32-bit assembler")
-}
-
-/// Appends "write `status` to the exit port, then halt forever" in 32-bit code.
-pub fn exit_with32(a: &mut CodeAssembler, status: u32) {
-    a.mov(eax, status).expect("asm");
-    a.mov(dx, u32::from(EXIT_PORT)).expect("asm");
-    a.out(dx, eax).expect("asm");
-    let mut again = a.create_label();
-    a.set_label(&mut again).expect("asm");
-    a.hlt().expect("asm");
-    a.jmp(again).expect("asm");
 }
 
 /// Wraps 32-bit code in an ELF32 Multiboot2 kernel: one PT_LOAD segment at [`TINY_MB2_LOAD`] holding a

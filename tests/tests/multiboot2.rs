@@ -54,10 +54,10 @@ fn entry_state_is_exactly_the_specs() {
     a.movzx(eax, byte_ptr(edi + 8)).expect("asm");
     a.cmp(eax, u32::from(b'm')).expect("asm");
     a.jne(fails[4]).expect("asm");
-    exit_with32(&mut a, 0);
+    exit_with(&mut a, 0);
     for (i, l) in fails.iter_mut().enumerate() {
         a.set_label(l).expect("asm");
-        exit_with32(&mut a, i as u32 + 1);
+        exit_with(&mut a, i as u32 + 1);
     }
     let mut cfg = tiny_mb2_config(&scratch("mb2-entry"), &tiny_mb2_kernel(a));
     cfg.hrt.as_mut().expect("hrt").cmdline = "mb2-cmdline".into();
@@ -83,9 +83,9 @@ fn acpi_rsdp_is_in_the_bios_area() {
         a.mov(dx, 0x3f8u32).expect("asm");
         a.out(dx, al).expect("asm");
     }
-    exit_with32(&mut a, 0);
+    exit_with(&mut a, 0);
     a.set_label(&mut fail).expect("asm");
-    exit_with32(&mut a, 1);
+    exit_with(&mut a, 1);
     let out = run(&tiny_mb2_config(&scratch("mb2-acpi"), &tiny_mb2_kernel(a)), LIMIT);
     assert_eq!(out.reason, ExitReason::Exit(0));
     assert_eq!(out.console_text(), "acpi ok\n");
@@ -94,7 +94,7 @@ fn acpi_rsdp_is_in_the_bios_area() {
 #[test]
 fn a_multiboot2_kernel_in_ros_is_a_clear_error() {
     let mut a = asm32();
-    exit_with32(&mut a, 0);
+    exit_with(&mut a, 0);
     let dir = scratch("mb2-in-ros");
     let path = dir.join("k.elf");
     std::fs::write(&path, tiny_mb2_kernel(a)).expect("write");

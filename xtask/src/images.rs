@@ -36,9 +36,9 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
     Ok(done)
 }
 
-/// Builds guests/ros-init (static, release) and copies it to `out/ros-init`.
-pub fn ros_init(out: &Path) -> Result<PathBuf> {
-    let dir = repo_root().join("guests/ros-init");
+/// Builds the guest program `guests/<name>` (release, its own target dir) and returns the binary's path.
+fn build_guest(name: &str) -> Result<PathBuf> {
+    let dir = repo_root().join("guests").join(name);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
@@ -46,15 +46,20 @@ pub fn ros_init(out: &Path) -> Result<PathBuf> {
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .current_dir(&dir)
-        // Our environment comes from `cargo run`: keep its flags from replacing the static
-        // linking that guests/ros-init/.cargo/config.toml asks for.
+        // Our environment comes from `cargo run`: keep its flags from replacing the ones the guest's own
+        // .cargo/config.toml asks for (static linking; for the HRT also no SSE and its linker script).
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_TARGET_DIR");
-    run(&mut cmd).ctx(|| "building guests/ros-init".to_string())?;
-    let bin = dir.join("target/x86_64-unknown-linux-gnu/release/ros-init");
+    run(&mut cmd).ctx(|| format!("building guests/{name}"))?;
+    Ok(dir.join("target/x86_64-unknown-linux-gnu/release").join(name))
+}
+
+/// Builds guests/ros-init (static, release) and copies it to `out/ros-init`.
+pub fn ros_init(out: &Path) -> Result<PathBuf> {
+    let bin = build_guest("ros-init")?;
     if !is_static_elf(&read(&bin)?) {
         bail!("{} is not a static x86-64 ELF (crt-static not applied?)", bin.display());
     }
@@ -65,23 +70,8 @@ pub fn ros_init(out: &Path) -> Result<PathBuf> {
 
 /// Builds guests/hrt (duet's Multiboot2 kernel, release) and copies it to `out/hrt.elf`.
 pub fn hrt(out: &Path) -> Result<PathBuf> {
-    let dir = repo_root().join("guests/hrt");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--quiet", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-        .arg(dir.join("target"))
-        .arg("--manifest-path")
-        .arg(dir.join("Cargo.toml"))
-        .current_dir(&dir)
-        // guests/hrt/.cargo/config.toml has the kernel's flags (no SSE, static, linker script).
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR");
-    run(&mut cmd).ctx(|| "building guests/hrt".to_string())?;
     let dest = out.join("hrt.elf");
-    copy(&dir.join("target/x86_64-unknown-linux-gnu/release/hrt"), &dest)?;
+    copy(&build_guest("hrt")?, &dest)?;
     Ok(dest)
 }
 

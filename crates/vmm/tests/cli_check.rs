@@ -146,7 +146,7 @@ fn ros_and_hrt_together_are_not_supported_yet() {
 fn a_multiboot2_kernel_checks_ok_in_hrt_and_is_refused_in_ros() {
     let c = Case::new("mb2");
     let mut a = duet_tests::asm32();
-    duet_tests::exit_with32(&mut a, 0);
+    duet_tests::exit_with(&mut a, 0);
     c.file("hrt.elf", &duet_tests::tiny_mb2_kernel(a));
     let (code, stdout, stderr) = c.duet(&["check"], "[hrt]\nkernel = \"hrt.elf\"\nmemory = \"32M\"\ncmdline = \"hello\"\n");
     assert_eq!(code, 0, "{stderr}");
@@ -158,7 +158,7 @@ fn a_multiboot2_kernel_checks_ok_in_hrt_and_is_refused_in_ros() {
 fn a_malformed_multiboot2_kernel_gets_a_specific_error() {
     let c = Case::new("mb2-bad");
     let mut a = duet_tests::asm32();
-    duet_tests::exit_with32(&mut a, 0);
+    duet_tests::exit_with(&mut a, 0);
     let mut k = duet_tests::tiny_mb2_kernel(a);
     k[0x1000 + 12] ^= 1; // the header checksum
     c.file("bad.elf", &k);
