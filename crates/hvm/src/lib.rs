@@ -1,9 +1,15 @@
 //! Hybrid virtual machine (HVM) support for duet: the partition layout of a VM shared by a Linux ROS and a
 //! specialized HRT kernel, the HVM information given to the HRT, and decoding of the hypercall ABI.
 //!
-//! This crate is plain code over guest memory and never touches KVM; `vmm` wires it to vCPUs.
-//! The partitioned VM arrives with a later milestone; for now the crate holds the shared vocabulary.
+//! This crate is plain code and never touches KVM; `vmm` wires it to vCPUs. It is `no_std` so guests
+//! (the HRT, the ROS `hvm` tool) can share the ABI definitions.
+//!
+//! - [`abi`]: the hypercall ABI (version 1, draft): operations, error codes, validated decoding.
+//!
+//! The partitioned VM itself (layout, HVM info, serving hypercalls) is being built.
 #![no_std]
+
+pub mod abi;
 
 /// Which side of a partitioned VM a vCPU or a memory range belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
