@@ -4,7 +4,7 @@
 //! before it enters is lost, so kicks repeat every millisecond until the thread has finished.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,15 +20,16 @@ pub fn kick_signal() -> libc::c_int {
 
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
-/// Installs the (empty) kick handler once per process.
+/// Installs the (empty) kick handler once per process. The outcome is remembered: if installing failed,
+/// every later call fails too (a vCPU kicked without the handler would take the signal's default action
+/// and end the process).
 pub fn install_handler() -> Result<(), VmmError> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = register_signal_handler(kick_signal(), on_kick)
-            .map_err(|e| VmmError::Io { what: "installing the vCPU kick handler", source: std::io::Error::from_raw_os_error(e.errno()) });
-    });
-    result
+    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
+    let outcome = INSTALLED.get_or_init(|| register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()));
+    outcome.map_err(|errno| VmmError::Io {
+        what: "installing the vCPU kick handler",
+        source: std::io::Error::from_raw_os_error(errno),
+    })
 }
 
 /// Stops and joins every vCPU thread.
