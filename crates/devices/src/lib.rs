@@ -31,7 +31,7 @@ impl vm_superio::Trigger for EventFdTrigger {
 impl EventFdTrigger {
     /// A new non-blocking eventfd trigger.
     pub fn new() -> std::io::Result<Self> {
-        Ok(EventFdTrigger(EventFd::new(libc_efd_nonblock())?))
+        Ok(EventFdTrigger(EventFd::new(EFD_NONBLOCK)?))
     }
 
     /// A second handle on the same eventfd.
@@ -41,6 +41,4 @@ impl EventFdTrigger {
 }
 
 /// `EFD_NONBLOCK` (kept here so this crate needs no libc dependency).
-const fn libc_efd_nonblock() -> i32 {
-    0o4000
-}
+pub(crate) const EFD_NONBLOCK: i32 = 0o4000;

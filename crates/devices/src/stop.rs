@@ -23,7 +23,7 @@ pub struct StopSignal {
 impl StopSignal {
     /// A new signal with a non-blocking eventfd.
     pub fn new() -> std::io::Result<Self> {
-        Ok(StopSignal { evt: EventFd::new(0o4000)?, request: Mutex::new(None) })
+        Ok(StopSignal { evt: EventFd::new(crate::EFD_NONBLOCK)?, request: Mutex::new(None) })
     }
 
     /// Records `request` (unless one is already recorded) and wakes the event loop.
