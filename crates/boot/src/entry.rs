@@ -113,6 +113,10 @@ pub struct BootEntry {
     pub rbx: u64,
     /// RAX (Multiboot2: the bootloader magic).
     pub rax: u64,
+    /// RDX (the HVM 64-bit entry: the core's APIC ID).
+    pub rdx: u64,
+    /// RDI (the HVM 64-bit entry: the information structure).
+    pub rdi: u64,
     /// CR0.
     pub cr0: u64,
     /// CR3 (page-table root; 0 when paging is off).
@@ -171,6 +175,8 @@ pub fn setup_long_mode<M: GuestMemoryBackend>(
         rsi,
         rbx: 0,
         rax: 0,
+        rdx: 0,
+        rdi: 0,
         cr0: CR0_PE | CR0_ET | CR0_PG,
         cr3: PML4_START,
         cr4: CR4_PAE,

@@ -1,15 +1,22 @@
-//! Hybrid virtual machine (HVM) support for duet: the partition layout of a VM shared by a Linux ROS and a
-//! specialized HRT kernel, the HVM information given to the HRT, and decoding of the hypercall ABI.
+//! Hybrid virtual machine (HVM) support for duet: the pieces of a partitioned VM — one VM shared by a
+//! Linux ROS and a specialized HRT kernel — that are plain code over guest memory and unit-test without
+//! KVM. `vmm` wires them to vCPUs.
 //!
-//! This crate is plain code and never touches KVM; `vmm` wires it to vCPUs. It is `no_std` so guests
-//! (the HRT, the ROS `hvm` tool) can share the ABI definitions.
+//! - [`layout`]: where the ROS's and the HRT's RAM and the VMM's structures go.
+//! - [`entry`]: the HRT's boot: Multiboot2 with the HVM information tag, and the 64-bit HVM entry.
+//! - [`paging`]: the HRT's 64-bit page tables, and walks of a caller's page tables for hypercall
+//!   buffers (where isolation holds for hypercalls).
+//! - [`hypercall`]: decoding and validating hypercalls.
 //!
-//! - [`abi`]: the hypercall ABI (version 1, draft): operations, error codes, validated decoding.
-//!
-//! The partitioned VM itself (layout, HVM info, serving hypercalls) is being built.
-#![no_std]
+//! The ABI itself (operations, errors, structures) is the dependency-free `hvm_abi` crate, re-exported
+//! here as [`abi`], which guests share.
 
-pub mod abi;
+pub use hvm_abi as abi;
+
+pub mod entry;
+pub mod hypercall;
+pub mod layout;
+pub mod paging;
 
 /// Which side of a partitioned VM a vCPU or a memory range belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -174,6 +174,9 @@ impl Plan {
                     reserved: &multiboot2::DUET_RESERVED,
                     mmap_reserved: &multiboot2::DUET_MMAP_RESERVED,
                     gdt_addr: multiboot2::GDT_ADDR,
+                    mode: multiboot2::LoadMode::Standard,
+                    map_ram: None,
+                    extra_tags: &[],
                 };
                 multiboot2::boot(mem, &spec)
                     .map_err(|source| VmmError::BootMultiboot2 { path: self.kernel_path.clone(), source })?

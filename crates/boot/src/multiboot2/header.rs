@@ -131,6 +131,9 @@ pub struct Mb2Image {
     pub module_align: bool,
     /// The relocatable tag, if any.
     pub relocatable: Option<Relocatable>,
+    /// duet's HVM header tag (type 0xF00D), if any: the kernel asks to be entered in 64-bit mode when it
+    /// boots as the HRT of a partitioned VM (see `hvm_abi::HvmHeaderTag`).
+    pub hvm: Option<hvm_abi::HvmHeaderTag>,
     /// How it loads.
     pub format: Mb2Format,
     /// What goes where (linked addresses), sorted by address, non-overlapping.
@@ -212,6 +215,7 @@ pub fn inspect(image: &[u8]) -> Result<Mb2Image, Mb2Error> {
         framebuffer: None,
         module_align: false,
         relocatable: None,
+        hvm: None,
         format: Mb2Format::AoutKludge,
         segments: Vec::new(),
         entry: 0,
@@ -336,6 +340,10 @@ fn parse_tags(image: &[u8], mut at: usize, end: usize, img: &mut Mb2Image) -> Re
                     return Err(Mb2Error::BadRelocatableTag("min_addr is above max_addr"));
                 }
                 img.relocatable = Some(Relocatable { min_addr, max_addr, align: field(2), preference });
+            }
+            hvm_abi::HVM_HEADER_TAG => {
+                let bytes = image.get(at..at + size as usize).ok_or(truncated.clone())?;
+                img.hvm = Some(hvm_abi::HvmHeaderTag::parse(bytes).ok_or(bad_size.clone())?);
             }
             _ if optional => log::debug!("multiboot2: skipping optional unknown header tag {typ}"),
             _ => return Err(Mb2Error::UnknownRequiredTag(typ)),

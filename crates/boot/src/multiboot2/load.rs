@@ -89,16 +89,44 @@ pub(super) fn find_high(from: u64, limit: u64, size: u64, align: u64, ram: &[Ram
     None
 }
 
+/// How an image is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMode {
+    /// The standard Multiboot2 way: at the linked physical addresses, or relocated inside the
+    /// relocatable tag's window; everything below 4 GiB.
+    #[default]
+    Standard,
+    /// The HVM 64-bit entry (an image with duet's HVM header tag booted as the HRT of a partitioned
+    /// VM): a segment linked at physical address P goes to `partition_base + P`, anywhere in RAM.
+    Hvm {
+        /// First byte of the HRT's partition.
+        partition_base: u64,
+    },
+}
+
 /// Checks that `image` fits the VM's RAM (`ram`) clear of `reserved` ranges (`(start, end)`, e.g.
 /// [`super::DUET_RESERVED`]), picking a load base in the relocatable window when the image has one.
 /// Touches no memory; [`load`] and `duet check` share it.
 pub fn plan(image: &Mb2Image, ram: &[RamRange], reserved: &[(u64, u64)]) -> Result<Mb2Loaded, Mb2Error> {
+    plan_with(image, ram, reserved, LoadMode::Standard)
+}
+
+/// [`plan`] for a given [`LoadMode`]. In [`LoadMode::Hvm`] the returned `entry` is 0 (the kernel is
+/// entered at its HVM tag's `entry64`) and there is no 4 GiB limit.
+pub fn plan_with(image: &Mb2Image, ram: &[RamRange], reserved: &[(u64, u64)], mode: LoadMode) -> Result<Mb2Loaded, Mb2Error> {
     let lo = image.load_start();
     let hi = image.load_end();
     let size = hi - lo;
-    let base = match image.relocatable {
-        None => lo,
-        Some(rel) => {
+    let (limit, hvm) = match mode {
+        LoadMode::Standard => (LIMIT_4G, false),
+        LoadMode::Hvm { .. } => (u64::MAX, true),
+    };
+    let base = match (mode, image.relocatable) {
+        (LoadMode::Hvm { partition_base }, _) => partition_base
+            .checked_add(lo)
+            .ok_or(Mb2Error::SegmentOutsideRam { index: 0, start: lo, end: hi })?,
+        (LoadMode::Standard, None) => lo,
+        (LoadMode::Standard, Some(rel)) => {
             let align = u64::from(rel.align);
             let (min, max) = (u64::from(rel.min_addr), u64::from(rel.max_addr));
             let fits_linked = lo >= min
@@ -118,7 +146,7 @@ pub fn plan(image: &Mb2Image, ram: &[RamRange], reserved: &[(u64, u64)]) -> Resu
         // base + (s.paddr - lo) cannot overflow: base + size is inside RAM or the 32-bit window.
         let start = base.checked_add(s.paddr - lo).ok_or(Mb2Error::SegmentAbove4G { index, start: s.paddr, end: s.end() })?;
         let end = start.checked_add(s.mem_size).ok_or(Mb2Error::SegmentAbove4G { index, start, end: u64::MAX })?;
-        if end > LIMIT_4G {
+        if end > limit {
             return Err(Mb2Error::SegmentAbove4G { index, start, end });
         }
         if let Some((reserved_start, reserved_end)) = overlapping(start, end, reserved) {
@@ -128,13 +156,17 @@ pub fn plan(image: &Mb2Image, ram: &[RamRange], reserved: &[(u64, u64)]) -> Resu
             return Err(Mb2Error::SegmentOutsideRam { index, start, end });
         }
     }
-    let entry = i128::from(image.entry) + i128::from(base) - i128::from(lo);
-    let entry = u32::try_from(entry).map_err(|_| Mb2Error::EntryOutOfRange(entry.clamp(0, i128::from(u64::MAX)) as u64))?;
+    let entry = if hvm {
+        0
+    } else {
+        let entry = i128::from(image.entry) + i128::from(base) - i128::from(lo);
+        u32::try_from(entry).map_err(|_| Mb2Error::EntryOutOfRange(entry.clamp(0, i128::from(u64::MAX)) as u64))?
+    };
     Ok(Mb2Loaded {
         entry,
         load_start: base,
         load_end: base + size,
-        load_base: image.relocatable.map(|_| base),
+        load_base: if hvm { None } else { image.relocatable.map(|_| base) },
     })
 }
 
@@ -147,7 +179,19 @@ pub fn load<M: GuestMemoryBackend>(
     ram: &[RamRange],
     reserved: &[(u64, u64)],
 ) -> Result<Mb2Loaded, Mb2Error> {
-    let loaded = plan(image, ram, reserved)?;
+    load_with(mem, kernel, image, ram, reserved, LoadMode::Standard)
+}
+
+/// [`load`] for a given [`LoadMode`].
+pub fn load_with<M: GuestMemoryBackend>(
+    mem: &M,
+    kernel: &[u8],
+    image: &Mb2Image,
+    ram: &[RamRange],
+    reserved: &[(u64, u64)],
+    mode: LoadMode,
+) -> Result<Mb2Loaded, Mb2Error> {
+    let loaded = plan_with(image, ram, reserved, mode)?;
     let lo = image.load_start();
     const ZEROS: [u8; 4096] = [0; 4096];
     for s in &image.segments {

@@ -25,7 +25,7 @@ pub use header::{
     HEADER_MAGIC, HEADER_SEARCH_LIMIT, PROVIDED_INFO_TAGS,
 };
 pub use info::{build_info, mem_info, memory_map, place_modules, InfoSpec, ModuleInfo, Placement, Rsdp};
-pub use load::{load, plan, Mb2Loaded};
+pub use load::{load, load_with, plan, plan_with, LoadMode, Mb2Loaded};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
@@ -264,6 +264,8 @@ pub fn entry_state_at(entry: u32, info_addr: u32, gdt_addr: u64) -> BootEntry {
         rsi: 0,
         rbx: u64::from(info_addr),
         rax: u64::from(BOOTLOADER_MAGIC),
+        rdx: 0,
+        rdi: 0,
         cr0: CR0_PE | CR0_ET,
         cr3: 0,
         cr4: 0,
@@ -314,6 +316,14 @@ pub struct Mb2BootSpec<'a> {
     pub mmap_reserved: &'a [(u64, u64)],
     /// Where to write the GDT ([`GDT_ADDR`]).
     pub gdt_addr: u64,
+    /// How the image is placed ([`LoadMode::Standard`] unless it boots as an HVM HRT).
+    pub mode: LoadMode,
+    /// The RAM the memory map describes, when it differs from `ram` (the HRT of a partitioned VM is
+    /// loaded into its own RAM but told about all of it); `None`: `ram`.
+    pub map_ram: Option<&'a [RamRange]>,
+    /// Extra information tags, already encoded (each with its type, size and padding to 8 bytes),
+    /// inserted before the end tag (duet's HVM information tag).
+    pub extra_tags: &'a [u8],
 }
 
 /// Where a booted Multiboot2 kernel ended up.
@@ -333,7 +343,7 @@ pub struct Mb2Boot {
 /// GDT, and returns the entry state.
 pub fn boot<M: GuestMemoryBackend>(mem: &M, spec: &Mb2BootSpec<'_>) -> Result<Mb2Boot, Mb2Error> {
     let image = inspect(spec.kernel)?;
-    let loaded = load(mem, spec.kernel, &image, spec.ram, spec.reserved)?;
+    let loaded = load_with(mem, spec.kernel, &image, spec.ram, spec.reserved, spec.mode)?;
     let lens: Vec<u64> = spec.modules.iter().map(|m| m.data.len() as u64).collect();
     // The information structure's size does not depend on the module addresses: measure it first.
     let mut modules: Vec<ModuleInfo<'_>> =
@@ -342,12 +352,13 @@ pub fn boot<M: GuestMemoryBackend>(mem: &M, spec: &Mb2BootSpec<'_>) -> Result<Mb
         build_info(&InfoSpec {
             cmdline: spec.cmdline,
             bootloader_name: BOOTLOADER_NAME,
-            ram: spec.ram,
+            ram: spec.map_ram.unwrap_or(spec.ram),
             mmap_reserved: spec.mmap_reserved,
             modules,
             rsdp: spec.rsdp,
             load_base: loaded.load_base.and_then(|b| u32::try_from(b).ok()),
         })
+        .map(|info| with_extra_tags(info, spec.extra_tags))
     };
     let info_len = info_spec(&modules)?.len() as u64;
     let placement = place_modules(loaded.load_end, &lens, info_len, spec.ram, spec.reserved)?;
@@ -361,6 +372,32 @@ pub fn boot<M: GuestMemoryBackend>(mem: &M, spec: &Mb2BootSpec<'_>) -> Result<Mb
     let info_addr = u32::try_from(placement.info).map_err(|_| Mb2Error::InfoDoesNotFit(info_len))?;
     let entry = setup_entry(mem, loaded.entry, info_addr, spec.gdt_addr)?;
     Ok(Mb2Boot { entry, image, loaded, placement })
+}
+
+/// Inserts already-encoded tags before the end tag of a built information structure and fixes its
+/// total size. `info` comes from [`build_info`], so it ends with the 8-byte end tag.
+fn with_extra_tags(mut info: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    if extra.is_empty() || info.len() < 16 {
+        return info;
+    }
+    let end_tag = info.len() - 8;
+    info.splice(end_tag..end_tag, extra.iter().copied());
+    let total = u32::try_from(info.len()).unwrap_or(u32::MAX);
+    info[0..4].copy_from_slice(&total.to_le_bytes());
+    info
+}
+
+/// Encodes duet's HVM information tag ([`hvm_abi::HVM_INFO_TAG`]) for [`Mb2BootSpec::extra_tags`].
+pub fn hvm_info_tag(info: &hvm_abi::HvmInfo) -> Vec<u8> {
+    let mut body = [0u8; hvm_abi::HvmInfo::SIZE];
+    info.encode(&mut body);
+    let size = 8 + body.len();
+    let mut tag = Vec::with_capacity(size.next_multiple_of(8));
+    tag.extend_from_slice(&hvm_abi::HVM_INFO_TAG.to_le_bytes());
+    tag.extend_from_slice(&(size as u32).to_le_bytes());
+    tag.extend_from_slice(&body);
+    tag.resize(size.next_multiple_of(8), 0);
+    tag
 }
 
 #[cfg(test)]

@@ -158,6 +158,8 @@ pub fn apply_entry(vcpu: &VcpuFd, id: u8, entry: &BootEntry) -> Result<(), Setup
         rsi: entry.rsi,
         rbx: entry.rbx,
         rax: entry.rax,
+        rdx: entry.rdx,
+        rdi: entry.rdi,
         ..Default::default()
     };
     ioctl(id, "KVM_SET_REGS", vcpu.set_regs(&regs))?;

@@ -148,6 +148,9 @@ fn boot_end_to_end() {
         reserved: &DUET_RESERVED,
         mmap_reserved: &DUET_MMAP_RESERVED,
         gdt_addr: GDT_ADDR,
+        mode: LoadMode::Standard,
+        map_ram: None,
+        extra_tags: &[],
     };
     let b = boot(&m, &spec).expect("boot");
     assert_eq!(b.placement.modules, vec![(0x20_1000, 0x20_2801)]);
