@@ -152,10 +152,6 @@ pub enum Problem {
     /// stand in for `[ros]`), or an in-code [`crate::Config`] has neither.
     #[error("a VM needs a [ros] (Linux) or [hrt] (Multiboot2 kernel) section")]
     MissingPartition,
-    /// Both `[ros]` and `[hrt]` are present: a partitioned VM, not
-    /// supported by this version.
-    #[error("[ros] and [hrt] together (a partitioned VM) arrive with a later version of duet")]
-    PartitionedUnsupported,
     /// `ros.kernel` is not given.
     #[error(
         "missing required key: the path of the Linux kernel image (e.g. kernel = \"vmlinux\", relative to the config file's directory)"

@@ -12,8 +12,9 @@
 //!
 //! ```toml
 //! # A VM is described by its partitions: [ros] alone is a plain Linux VM,
-//! # [hrt] alone a Multiboot2 kernel booted fully virtualized. A file needs
-//! # one of them; both together (a partitioned VM) arrive with a later version.
+//! # [hrt] alone a Multiboot2 kernel booted fully virtualized, both together
+//! # a partitioned VM (Linux and the HRT side by side in one VM; command-line
+//! # overrides then apply to [ros]). A file needs at least one of them.
 //! [ros]                      # the Linux partition
 //! vcpus = 2                  # 1..=64, default 1
 //! memory = "256M"            # size, see below; 16 MiB to 64 GiB; default "256M"
@@ -22,7 +23,7 @@
 //! cmdline = "console=ttyS0"  # optional kernel command line (duet appends its own
 //!                            # platform parameters later); max 2048 bytes; no NUL / newline
 //!
-//! # -- or, instead of [ros] --
+//! # -- and/or --
 //! [hrt]                      # the HRT partition: a Multiboot2 kernel
 //! vcpus = 1                  # as ros.vcpus
 //! memory = "64M"             # as ros.memory

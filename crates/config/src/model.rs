@@ -25,8 +25,8 @@ pub const MAX_MODULES: usize = 64;
 pub const MAX_MODULE_CMDLINE_LEN: usize = 1024;
 
 /// A complete, validated VM configuration. A VM is described by its
-/// partitions: exactly one of `ros` and `hrt` is present in this version
-/// (both together, a partitioned VM, arrive later).
+/// partitions: `ros` alone (Linux), `hrt` alone (a Multiboot2 kernel), or
+/// both (a partitioned VM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The config file it was read from, as given to [`crate::load`] /

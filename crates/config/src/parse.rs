@@ -73,17 +73,6 @@ pub fn parse(text: &str, origin: &Path, overrides: &Overrides) -> Result<Config,
         base: origin.parent().unwrap_or(Path::new("")),
     };
     let doc = DeTable::parse(text).map_err(|e| cx.toml_error(&e, None))?;
-    // Checked before the schema, so that this is the error even when the
-    // sections hold keys of a later version.
-    let top = |name: &str| {
-        doc.get_ref()
-            .iter()
-            .find(|(k, _)| k.get_ref() == name)
-            .map(|(k, _)| k.span())
-    };
-    if let (Some(_), Some(hrt)) = (top("ros"), top("hrt")) {
-        return Err(cx.invalid(cx.at(hrt), "hrt", Problem::PartitionedUnsupported));
-    }
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| cx.toml_error(&e, Some(doc.get_ref())))?;
     build(&cx, raw, overrides)
@@ -239,15 +228,17 @@ fn raw_size(raw: RawSize) -> Result<u64, SizeError> {
 
 fn build(cx: &Cx<'_>, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
     let (ros, hrt) = match (raw.ros, raw.hrt) {
-        // Caught by `parse` already; kept for completeness.
-        (Some(_), Some(hrt)) => {
-            return Err(cx.invalid(cx.at(hrt.span()), "hrt", Problem::PartitionedUnsupported))
+        // A partitioned VM: command-line overrides apply to the Linux partition.
+        (Some(ros), Some(hrt)) => {
+            let span = ros.span();
+            let ros = build_ros(cx, Some(span), ros.into_inner(), ov)?;
+            (Some(ros), Some(build_hrt(cx, hrt, &Overrides::default(), true)?))
         }
         (Some(ros), None) => {
             let span = ros.span();
             (Some(build_ros(cx, Some(span), ros.into_inner(), ov)?), None)
         }
-        (None, Some(hrt)) => (None, Some(build_hrt(cx, hrt, ov)?)),
+        (None, Some(hrt)) => (None, Some(build_hrt(cx, hrt, ov, false)?)),
         (None, None) if ov.kernel.is_some() => {
             (Some(build_ros(cx, None, RawRos::default(), ov)?), None)
         }
@@ -412,7 +403,7 @@ fn build_ros(
 }
 
 /// `[hrt]`, for a VM without `[ros]`.
-fn build_hrt(cx: &Cx<'_>, raw: Spanned<RawHrt>, ov: &Overrides) -> Result<HrtConfig, ConfigError> {
+fn build_hrt(cx: &Cx<'_>, raw: Spanned<RawHrt>, ov: &Overrides, has_ros: bool) -> Result<HrtConfig, ConfigError> {
     if ov.initramfs.is_some() {
         return Err(cx.invalid(
             Location::CommandLine {
@@ -477,7 +468,7 @@ fn build_hrt(cx: &Cx<'_>, raw: Spanned<RawHrt>, ov: &Overrides) -> Result<HrtCon
         None => HrtBoot::AtStart,
         Some(b) => match *b.get_ref() {
             RawBoot::AtStart => HrtBoot::AtStart,
-            // There is no [ros] here (both together are rejected earlier).
+            RawBoot::OnRequest if has_ros => HrtBoot::OnRequest,
             RawBoot::OnRequest => {
                 return Err(cx.invalid(cx.at(b.span()), "hrt.boot", Problem::OnRequestWithoutRos))
             }

@@ -188,7 +188,7 @@ fn code_err(field: &str, problem: Problem) -> ConfigError {
 impl Config {
     /// Runs the same semantic checks as [`crate::load`] on a config built
     /// in code (e.g. with [`Config::from_ros`] or [`Config::from_hrt`]):
-    /// exactly one partition present, vCPU and memory ranges, kernel,
+    /// at least one partition present, vCPU and memory ranges, kernel,
     /// initramfs and module files (exist, regular, readable; non-empty
     /// except modules), command lines, module count, `hrt.boot`, console
     /// file directory, `clearcpuid` entries.
@@ -199,7 +199,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match (&self.ros, &self.hrt) {
             (None, None) => return Err(code_err("ros/hrt", Problem::MissingPartition)),
-            (Some(_), Some(_)) => return Err(code_err("hrt", Problem::PartitionedUnsupported)),
             _ => {}
         }
         if let Some(ros) = &self.ros {

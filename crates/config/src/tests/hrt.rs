@@ -134,37 +134,18 @@ fn hrt_module_forms() {
 }
 
 #[test]
-fn both_partitions_are_partitioned_unsupported() {
+fn both_partitions_make_a_partitioned_vm() {
     let d = hrt_dir("both");
-    let text = format!("{K}\n{H}");
-    let e = d.parse(&text, &none()).unwrap_err();
-    assert_eq!(e.problem(), Some(&Problem::PartitionedUnsupported));
-    assert_eq!(e.line(), Some(4));
-    assert_eq!(e.field(), Some("hrt"));
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{}hrt: [ros] and [hrt] together (a partitioned VM) arrive with a later version of duet",
-            at(&d, 4)
-        )
-    );
-    // Whatever the order, and even with keys of a later version inside.
-    let msg = d.err(&format!("# vm\n[hrt]\nwhatever = [1, 2]\n\n{K}"), &none());
-    assert_has(&msg, &[&at(&d, 2), "hrt: [ros] and [hrt] together"]);
-    // Inline and dotted forms too.
-    let msg = d.err(&format!("\nhrt = {{ kernel = \"hrt.elf\" }}\n{K}"), &none());
-    let msg2 = d.err(
-        "ros.kernel = \"vmlinux\"\nhrt.kernel = \"hrt.elf\"\n",
-        &none(),
-    );
-    assert_has(&msg, &[&at(&d, 2), "a partitioned VM"]);
-    assert_has(&msg2, &[&at(&d, 2), "a partitioned VM"]);
-    // Overrides do not help.
-    let ov = Overrides {
-        kernel: Some(d.path("vmlinux")),
-        ..Overrides::default()
-    };
-    assert_has(&d.err(&text, &ov), &["a partitioned VM"]);
+    let text = format!("{K}\n{H}boot = \"on-request\"\n");
+    let c = d.parse(&text, &none()).unwrap();
+    assert!(c.ros.is_some());
+    assert_eq!(c.hrt_ref().boot, HrtBoot::OnRequest);
+    c.validate().unwrap();
+    // Overrides apply to the Linux partition.
+    let ov = Overrides { vcpus: Some(3), ..Overrides::default() };
+    let c = d.parse(&text, &ov).unwrap();
+    assert_eq!(c.ros.as_ref().map(|r| r.vcpus), Some(3));
+    assert_eq!(c.hrt_ref().vcpus, 1);
 }
 
 #[test]
@@ -601,14 +582,12 @@ fn in_code_hrt_config() {
     assert_eq!(e.problem(), Some(&Problem::OnRequestWithoutRos));
     c.hrt_mut().boot = HrtBoot::AtStart;
 
-    // The partition rules.
+    // The partition rules: both together are a partitioned VM, and then
+    // on-request is allowed.
     c.ros = Some(RosConfig::new(d.path("vmlinux")));
-    let e = c.validate().unwrap_err();
-    assert_eq!(e.problem(), Some(&Problem::PartitionedUnsupported));
-    assert_eq!(
-        e.to_string(),
-        "hrt: [ros] and [hrt] together (a partitioned VM) arrive with a later version of duet"
-    );
+    c.validate().unwrap();
+    c.hrt_mut().boot = HrtBoot::OnRequest;
+    c.validate().unwrap();
     c.hrt = None;
     c.validate().unwrap();
     c.ros = None;
