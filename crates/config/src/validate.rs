@@ -197,9 +197,8 @@ impl Config {
     /// e.g. `ros.vcpus: 0 is out of range: expected 1 to 64`. Paths are
     /// checked as they are (relative ones against the current directory).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match (&self.ros, &self.hrt) {
-            (None, None) => return Err(code_err("ros/hrt", Problem::MissingPartition)),
-            _ => {}
+        if self.ros.is_none() && self.hrt.is_none() {
+            return Err(code_err("ros/hrt", Problem::MissingPartition));
         }
         if let Some(ros) = &self.ros {
             validate_ros(ros)?;

@@ -58,6 +58,19 @@ pub enum ConsoleSink {
     Null,
 }
 
+impl ConsoleSink {
+    /// A second sink writing to the same place (the same terminal, buffer or file), for a second
+    /// console writer such as the HRT's serial port in a partitioned VM.
+    pub fn try_clone(&self) -> io::Result<ConsoleSink> {
+        Ok(match self {
+            ConsoleSink::Stdout => ConsoleSink::Stdout,
+            ConsoleSink::Capture(c) => ConsoleSink::Capture(c.clone()),
+            ConsoleSink::File(f) => ConsoleSink::File(f.try_clone()?),
+            ConsoleSink::Null => ConsoleSink::Null,
+        })
+    }
+}
+
 impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {

@@ -51,9 +51,9 @@ fn bad_windows_are_refused() {
 /// Writes a 4-level mapping of one 4 KiB page `va` → `pa` with tables at `tables` (4 pages).
 fn map_page(mem: &GuestMemoryMmap<()>, tables: u64, va: u64, pa: u64, flags: u64) {
     let idx = [(va >> 39) & 511, (va >> 30) & 511, (va >> 21) & 511, (va >> 12) & 511];
-    for level in 0..3 {
+    for (level, index) in idx.iter().take(3).enumerate() {
         let e = (tables + (level as u64 + 1) * PAGE) | PRESENT | WRITABLE | USER;
-        mem.write_obj(e, GuestAddress(tables + level as u64 * PAGE + idx[level] * 8)).expect("write");
+        mem.write_obj(e, GuestAddress(tables + level as u64 * PAGE + index * 8)).expect("write");
     }
     mem.write_obj(pa | flags, GuestAddress(tables + 3 * PAGE + idx[3] * 8)).expect("write");
 }

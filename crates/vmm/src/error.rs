@@ -92,6 +92,18 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// The partitioned VM's layout is impossible (sizes).
+    #[error("the partitioned VM's memory layout is impossible")]
+    Layout(#[from] hvm::layout::LayoutError),
+    /// The HRT of a partitioned VM cannot boot in its partition.
+    #[error("{} cannot boot as the HRT of this partitioned VM", path.display())]
+    HrtBoot {
+        /// The kernel file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: hvm::entry::HrtBootError,
+    },
     /// The console log file could not be created.
     #[error("cannot create the console file {}", path.display())]
     ConsoleFile {

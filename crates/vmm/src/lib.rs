@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod error;
 pub mod event_loop;
+pub mod partitioned;
 mod kick;
 pub mod outcome;
 pub mod plan;

@@ -42,6 +42,34 @@ pub struct Module {
     pub string: String,
 }
 
+/// The HRT of a partitioned VM: its image (kept for reboots), where it goes, how it starts.
+#[derive(Debug, Clone)]
+pub struct HrtPlan {
+    /// The kernel file.
+    pub kernel_path: PathBuf,
+    /// The header's facts.
+    pub image: Mb2Image,
+    /// The kernel's bytes (kept: the HRT can be rebooted).
+    pub kernel: std::sync::Arc<Vec<u8>>,
+    /// Its modules (kept, like the kernel).
+    pub modules: Vec<Module>,
+    /// Its command line.
+    pub cmdline: String,
+    /// HRT cores.
+    pub vcpus: u8,
+    /// When it boots.
+    pub boot: config::HrtBoot,
+    /// The partition layout.
+    pub layout: hvm::layout::PartitionLayout,
+}
+
+impl HrtPlan {
+    /// Whether the kernel asks for the 64-bit HVM entry.
+    pub fn entry64(&self) -> bool {
+        self.image.hvm.is_some_and(|t| t.entry64_requested())
+    }
+}
+
 /// The checked plan for a VM.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -61,6 +89,8 @@ pub struct Plan {
     initramfs: Option<Vec<u8>>,
     /// Multiboot2 modules, in order.
     pub modules: Vec<Module>,
+    /// The HRT, when this is a partitioned VM (then `kind` is the ROS's Linux).
+    pub hrt: Option<HrtPlan>,
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, VmmError> {
@@ -73,8 +103,32 @@ pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
     match (&cfg.ros, &cfg.hrt) {
         (Some(ros), None) => prepare_linux(ros, platform),
         (None, Some(hrt)) => prepare_multiboot2(hrt, platform),
-        // The config crate refuses both-or-neither; the partitioned VM arrives with the HVM milestone.
-        _ => Err(VmmError::Unsupported("a VM with both [ros] and [hrt] (a partitioned VM)")),
+        (Some(ros), Some(hrt)) => {
+            let mut plan = prepare_linux(ros, platform)?;
+            let single = prepare_multiboot2(hrt, plan.platform.clone())?;
+            let layout = hvm::layout::PartitionLayout::new(ros.memory, hrt.memory)?;
+            let KernelKind::Multiboot2 { image } = single.kind else {
+                return Err(VmmError::Unsupported("an HRT that is not a Multiboot2 kernel"));
+            };
+            let mode = match image.hvm.is_some_and(|t| t.entry64_requested()) {
+                true => multiboot2::LoadMode::Hvm { partition_base: layout.hrt_base() },
+                false => multiboot2::LoadMode::Standard,
+            };
+            multiboot2::plan_with(&image, &[layout.hrt_ram], &layout.hrt_load_reserved(), mode)
+                .map_err(|source| VmmError::HrtBoot { path: hrt.kernel.clone(), source: source.into() })?;
+            plan.hrt = Some(HrtPlan {
+                kernel_path: single.kernel_path,
+                image,
+                kernel: std::sync::Arc::new(single.kernel),
+                modules: single.modules,
+                cmdline: single.cmdline,
+                vcpus: single.vcpus,
+                boot: hrt.boot,
+                layout,
+            });
+            Ok(plan)
+        }
+        (None, None) => Err(VmmError::Unsupported("a VM without [ros] or [hrt]")),
     }
 }
 
@@ -107,6 +161,7 @@ fn prepare_linux(ros: &config::RosConfig, platform: PlatformSettings) -> Result<
         kernel,
         initramfs,
         modules: Vec::new(),
+        hrt: None,
     })
 }
 
@@ -137,6 +192,7 @@ fn prepare_multiboot2(hrt: &config::HrtConfig, platform: PlatformSettings) -> Re
         kernel,
         initramfs: None,
         modules,
+        hrt: None,
     })
 }
 

@@ -30,7 +30,7 @@ use crate::platform::KvmFlavor;
 use crate::vcpu::{self, setup, VcpuShared};
 
 /// Where KVM puts its TSS and identity-map pages (Intel needs them; three pages below the BIOS).
-const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+pub(crate) const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
 /// How often the event loop looks at the clock when nothing happens.
 const TICK: Duration = Duration::from_millis(100);
@@ -46,6 +46,8 @@ pub struct Vm {
     serial: Arc<Mutex<SerialPort<ConsoleSink>>>,
     capture: Option<Capture>,
     console_input: bool,
+    /// The HRT's side of a partitioned VM.
+    hrt: Option<crate::partitioned::Partitioned>,
     // Declared last so they are dropped after the vCPUs: the VM fd, then /dev/kvm.
     _vm_fd: VmFd,
     _kvm: Kvm,
@@ -63,7 +65,7 @@ fn guest_memory(size: u64) -> Result<GuestMemoryMmap<()>, VmmError> {
     GuestMemoryMmap::from_ranges(&ranges).map_err(|source| VmmError::Memory { mib: size >> 20, source })
 }
 
-fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap<()>) -> Result<(), VmmError> {
+pub(crate) fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap<()>) -> Result<(), VmmError> {
     for (slot, region) in mem.iter().enumerate() {
         let host = mem
             .get_host_address(region.start_addr())
@@ -106,7 +108,19 @@ impl Vm {
         let flavor = KvmFlavor::detect();
         let mut plan = prepare(cfg, flavor)?;
         let vcpu_count = plan.vcpus;
-        let mem = guest_memory(plan.memory)?;
+        // A partitioned VM has one mapping of all guest RAM; the ROS's view leaves out the HRT's range.
+        let (mem, all_mem) = match &plan.hrt {
+            None => (guest_memory(plan.memory)?, None),
+            Some(h) => {
+                let ranges: Vec<_> = h.layout.all_ram().iter().map(|r| (r.start, r.len as usize)).collect();
+                let all = GuestMemoryMmap::from_ranges(&ranges)
+                    .map_err(|source| VmmError::Memory { mib: h.layout.top() >> 20, source })?;
+                let (ros, _) = all
+                    .remove_region(h.layout.hrt_ram.start, h.layout.hrt_ram.len)
+                    .map_err(|_| VmmError::Unsupported("a ROS memory view without the HRT's range"))?;
+                (ros, Some(all))
+            }
+        };
         let entry = plan.load(&mem)?;
         log::debug!("vm: images read, checked and loaded after {:?}", started.elapsed());
 
@@ -145,18 +159,39 @@ impl Vm {
             vcpus.push(vcpu);
         }
 
+        let stopping = Arc::new(AtomicBool::new(false));
+        let hrt = match (plan.hrt.clone(), all_mem) {
+            (Some(hrt_plan), Some(all)) => {
+                let sink = serial.lock().unwrap_or_else(|p| p.into_inner()).output().try_clone();
+                let sink = sink.map_err(VmmError::io("sharing the console with the HRT"))?;
+                Some(crate::partitioned::build(crate::partitioned::BuildArgs {
+                    kvm: &kvm,
+                    plan: hrt_plan,
+                    mem: all,
+                    ros_vcpus: &vcpus,
+                    cpuid: &base_cpuid,
+                    platform: &plan.platform,
+                    sink: &sink,
+                    stop: stop.clone(),
+                    marks: marks.clone(),
+                    stopping: stopping.clone(),
+                })?)
+            }
+            _ => None,
+        };
         log::debug!("vm: devices and {vcpu_count} vCPU(s) ready after {:?}", started.elapsed());
         let shared = VcpuShared {
             bus: Arc::new(bus),
             mem,
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping,
             faults: Arc::default(),
             fault_evt: Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::io("creating the fault eventfd"))?),
             fallbacks: Arc::new(AtomicU64::new(0)),
             final_regs: Arc::default(),
+            hvm: hrt.as_ref().map(|h| h.hvm.clone()),
         };
         let console_input = cfg.console.input && cfg.console.output == ConsoleOutput::Stdio;
-        Ok(Vm { started, plan, vcpus, shared, stop, marks, serial, capture, console_input, _vm_fd: vm, _kvm: kvm })
+        Ok(Vm { started, plan, vcpus, shared, stop, marks, serial, capture, console_input, hrt, _vm_fd: vm, _kvm: kvm })
     }
 
     /// The plan this VM was built from (command line, kernel format, platform settings).
@@ -180,6 +215,28 @@ impl Vm {
                 Err(source) => {
                     crate::kick::stop_all(&self.shared.stopping, handles);
                     return Err(VmmError::Io { what: "starting a vCPU thread", source });
+                }
+            }
+        }
+        if let Some(hrt) = self.hrt.as_mut() {
+            let hvm = hrt.hvm.clone();
+            let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+                std::thread::Builder::new().name(name).spawn(f).map_err(|source| VmmError::Io { what: "starting an HRT thread", source })
+            };
+            let mut started = Vec::new();
+            for v in hrt.vcpus.drain(..) {
+                let h = hvm.clone();
+                started.push(spawn(format!("duet-hrt{}", v.core), Box::new(move || crate::partitioned::run_hrt_vcpu(h, v))));
+            }
+            let h = hvm.clone();
+            started.push(spawn("duet-hrt-sup".into(), Box::new(move || crate::partitioned::run_supervisor(h))));
+            for s in started {
+                match s {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        crate::kick::stop_all(&self.shared.stopping, handles);
+                        return Err(e);
+                    }
                 }
             }
         }

@@ -58,7 +58,7 @@ impl GuestMemoryAccess for VirtualMemory<'_> {
 }
 
 /// Handles one emulation failure; `Err` carries the report that ends the VM.
-pub(super) fn handle(vcpu: &VcpuFd, mem: &GuestMemoryMmap<()>) -> Result<(), String> {
+pub(crate) fn handle(vcpu: &VcpuFd, mem: &GuestMemoryMmap<()>) -> Result<(), String> {
     let ioctl_err = |what: &str, e: kvm_ioctls::Error| format!("emulation fallback: {what} failed: {e}");
     let mut regs = vcpu.get_regs().map_err(|e| ioctl_err("KVM_GET_REGS", e))?;
     let sregs = vcpu.get_sregs().map_err(|e| ioctl_err("KVM_GET_SREGS", e))?;

@@ -5,7 +5,7 @@
 //! emulate, a KVM internal error). A fault is reported to the VMM and stops the VM.
 
 pub mod emulate;
-mod fallback;
+pub(crate) mod fallback;
 pub mod setup;
 
 use std::fmt;
@@ -133,6 +133,9 @@ pub struct VcpuShared {
     pub fallbacks: Arc<std::sync::atomic::AtomicU64>,
     /// Each vCPU's registers when it stopped (for the report of a timed-out VM).
     pub final_regs: Arc<Mutex<Vec<(u8, RegsSummary)>>>,
+    /// In a partitioned VM (these are then the ROS's vCPUs): the shared HVM state that serves
+    /// hypercalls and logs denied accesses to the HRT's memory.
+    pub hvm: Option<Arc<crate::partitioned::Hvm>>,
 }
 
 /// Runs vCPU `id` until the VM stops or the guest faults.
@@ -146,14 +149,28 @@ pub fn run(mut vcpu: VcpuFd, id: u8, shared: VcpuShared) {
         match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
                 log::trace!("vCPU {id}: out {port:#x} {data:02x?}");
-                shared.bus.write(port, data);
+                match &shared.hvm {
+                    Some(hvm) if port == hvm::abi::HYPERCALL_PORT => hvm.hypercall(&vcpu, hvm::Partition::Ros, u32::from(id)),
+                    _ => {
+                        shared.bus.write(port, data);
+                    }
+                }
             }
             Ok(VcpuExit::IoIn(port, data)) => {
                 shared.bus.read(port, data);
                 log::trace!("vCPU {id}: in {port:#x} -> {data:02x?}");
             }
-            Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
-            Ok(VcpuExit::MmioWrite(..)) => {}
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                if let Some(hvm) = &shared.hvm {
+                    hvm.ros_denied_access(id, addr, data.len(), false);
+                }
+                data.fill(0xff);
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if let Some(hvm) = &shared.hvm {
+                    hvm.ros_denied_access(id, addr, data.len(), true);
+                }
+            }
             Ok(VcpuExit::Hlt) => {
                 // Only without an in-kernel LAPIC; duet always has one. Treat as idle.
                 std::thread::yield_now();

@@ -1,0 +1,273 @@
+//! The partitioned VM on real KVM with a hand-assembled ROS: the ROS side is a tiny ring-0 snippet (so
+//! the test takes seconds, not a Linux boot) and the HRT is duet's own kernel (guests/hrt) entered
+//! through its 64-bit HVM entry. The snippet makes hypercalls — valid and hostile — and reports each
+//! result as a debug-port mark `tag << 16 | low 16 bits of a register`, which the test checks in order.
+//! (The Linux ROS with the `hvm` tool is `partitioned_linux.rs`.)
+
+use std::time::Duration;
+
+use duet_tests::*;
+use hvm_abi::{HcallError, HrtState, Op, EVENT_HRT_FAULT, EVENT_HRT_READY};
+use iced_x86::code_asm::*;
+use vmm::ExitReason;
+
+const LIMIT: Duration = Duration::from_secs(180);
+/// ROS memory of these tests; the HRT's partition starts right above it.
+const ROS_MEM: u64 = 32 << 20;
+const HRT_BASE: u64 = ROS_MEM;
+/// Scratch memory of the snippet (ROS RAM, identity-mapped).
+const BUF: u64 = 0x180_0000;
+const COMPLETION: u64 = 0x190_0000;
+const CANARY: u64 = 0x4852_5443_414e_4152;
+
+struct Ros {
+    a: CodeAssembler,
+}
+
+impl Ros {
+    fn new() -> Self {
+        Ros { a: asm() }
+    }
+
+    /// A hypercall with arguments RBX, RCX, RDX, RSI, RDI; RAX may be any 64-bit value.
+    fn hcall(&mut self, rax_value: u64, args: [u64; 5]) {
+        let a = &mut self.a;
+        for (reg, v) in [rbx, rcx, rdx, rsi, rdi].into_iter().zip(args) {
+            a.mov(reg, v).expect("asm");
+        }
+        a.mov(rax, rax_value).expect("asm");
+        a.out(0xe4u32, eax).expect("asm");
+    }
+
+    fn op(&mut self, op: Op, args: [u64; 5]) {
+        self.hcall(op as u64, args);
+    }
+
+    /// Mark `tag << 16 | (reg & 0xffff)`.
+    fn mark(&mut self, tag: u32, reg: AsmRegister64) {
+        let a = &mut self.a;
+        a.mov(r15, reg).expect("asm");
+        a.and(r15d, 0xffff).expect("asm");
+        a.or(r15d, (tag << 16) as i32).expect("asm");
+        a.mov(rax, r15).expect("asm");
+        a.out(0xf8u32, eax).expect("asm");
+    }
+
+    /// Loops until HRT_STATUS reports `state`.
+    fn wait_state(&mut self, state: HrtState) {
+        let mut again = self.a.create_label();
+        self.a.set_label(&mut again).expect("asm");
+        self.op(Op::HrtStatus, [0; 5]);
+        self.a.cmp(rbx, state as i32).expect("asm");
+        self.a.jne(again).expect("asm");
+    }
+
+    /// Invokes `func(arg)` on `core` with a completion record at [`COMPLETION`] and spins until it is
+    /// filled; leaves the result in RBX.
+    fn invoke_sync(&mut self, func: u64, arg: u64, core: u64) {
+        let a = &mut self.a;
+        a.mov(r8, COMPLETION).expect("asm");
+        a.mov(qword_ptr(r8), 0).expect("asm");
+        self.op(Op::Invoke, [func, arg, core, 0, COMPLETION]);
+        let a = &mut self.a;
+        a.mov(r12, rbx).expect("asm");
+        let mut spin = a.create_label();
+        a.set_label(&mut spin).expect("asm");
+        a.pause().expect("asm");
+        a.cmp(qword_ptr(r8), r12).expect("asm");
+        a.jne(spin).expect("asm");
+        a.mov(rbx, qword_ptr(r8 + 8)).expect("asm");
+    }
+}
+
+fn code(tag: u32, v: u64) -> u32 {
+    (tag << 16) | (v & 0xffff) as u32
+}
+
+fn err(tag: u32, e: HcallError) -> u32 {
+    code(tag, e.code() as u64)
+}
+
+fn partitioned(name: &str, ros: CodeAssembler, hrt_vcpus: u32) -> vmm::Outcome {
+    let dir = scratch(name);
+    let mut cfg = tiny_config(&dir, &tiny_kernel(ros));
+    if let Some(r) = cfg.ros.as_mut() {
+        r.memory = ROS_MEM;
+    }
+    let mut hrt = config::HrtConfig::new(guest_image("hrt.elf"));
+    hrt.vcpus = hrt_vcpus;
+    hrt.memory = 64 << 20;
+    cfg.hrt = Some(hrt);
+    run(&cfg, LIMIT)
+}
+
+fn ros_marks(out: &vmm::Outcome) -> Vec<u32> {
+    out.marks.iter().map(|m| m.code).filter(|c| c & (1 << 31) == 0).collect()
+}
+
+#[test]
+fn the_hrt_boots_beside_the_ros_and_serves_hypercalls() {
+    for hrt_vcpus in [1u32, 2] {
+        let mut r = Ros::new();
+        r.op(Op::Version, [0; 5]);
+        r.mark(1, rax);
+        r.mark(2, rbx);
+        r.mark(3, rcx);
+        r.mark(4, rdx);
+        r.wait_state(HrtState::Ready);
+        r.mark(5, rdx);
+        r.op(Op::PartitionInfo, [BUF, 616, 0, 0, 0]);
+        r.mark(6, rax);
+        r.mark(7, rbx);
+        r.a.mov(r8, BUF).expect("asm");
+        r.a.mov(r9d, dword_ptr(r8 + 16)).expect("asm");
+        r.mark(8, r9);
+        r.a.mov(r9, qword_ptr(r8 + 32)).expect("asm");
+        r.a.shr(r9, 20).expect("asm");
+        r.mark(9, r9);
+        for core in 0..u64::from(hrt_vcpus) {
+            r.invoke_sync(1, 41 + core, core);
+            r.mark(10 + core as u32, rbx);
+            r.invoke_sync(7, 0, core);
+            r.mark(12 + core as u32, rbx);
+        }
+        r.op(Op::InvokeResult, [0, 0, 0, 0, 0]);
+        r.mark(14, rdx);
+        r.op(Op::Exit, [0x33, 0, 0, 0, 0]);
+        exit_with(&mut r.a, 1);
+        let out = partitioned(&format!("hypercalls{hrt_vcpus}"), r.a, hrt_vcpus);
+        let text = out.console_text();
+        assert_eq!(out.reason, ExitReason::Exit(0x33), "{text}\n{:?}", out.marks);
+        let mut want = vec![code(1, 0), code(2, 1), code(3, u64::from(hrt_vcpus)), code(4, 1), code(5, 1), code(6, 0), code(7, 616)];
+        want.extend([code(8, u64::from(hrt_vcpus)), code(9, HRT_BASE >> 20)]);
+        for core in 0..u64::from(hrt_vcpus) {
+            want.push(code(10 + core as u32, 42 + core));
+        }
+        want.sort_by_key(|c| c >> 16);
+        let mut got = ros_marks(&out);
+        let apic: Vec<u32> = got.iter().copied().filter(|c| (12..14).contains(&(c >> 16))).collect();
+        got.retain(|c| !(12..14).contains(&(c >> 16)));
+        want.push(code(14, 1));
+        assert_eq!(got, want, "{text}");
+        // Each HRT core reports its own APIC ID, after the ROS's (APIC ID 0).
+        let want_apic: Vec<u32> = (0..hrt_vcpus).map(|c| code(12 + c, 1 + u64::from(c))).collect();
+        assert_eq!(apic, want_apic, "{text}");
+        assert!(text.contains("hrt: hvm: ready"), "{text}");
+        assert!(text.contains(&format!("hrt: hvm: hrt cores {hrt_vcpus}")), "{text}");
+    }
+}
+
+#[test]
+fn hostile_hypercalls_get_errors_and_the_vm_keeps_running() {
+    let mut r = Ros::new();
+    r.wait_state(HrtState::Ready);
+    let hrt_ram = HRT_BASE + 0x1000;
+    let cases: [(u32, u64, [u64; 5]); 12] = [
+        (1, 99, [0; 5]),
+        (2, 1 << 32, [0; 5]),
+        (3, u64::MAX, [0; 5]),
+        (4, Op::HrtReady as u64, [0; 5]),
+        (5, Op::PartitionInfo as u64, [hrt_ram, 616, 0, 0, 0]),
+        (6, Op::PartitionInfo as u64, [BUF, 0, 0, 0, 0]),
+        (7, Op::PartitionInfo as u64, [u64::MAX - 8, 616, 0, 0, 0]),
+        (8, Op::Invoke as u64, [0, 0, 5, 0, 0]),
+        (9, Op::Invoke as u64, [0, 0, 0, 2, 0]),
+        (10, Op::Invoke as u64, [0, 0, 0, 0, COMPLETION + 8]),
+        (11, Op::Invoke as u64, [0, 0, 0, 0, hrt_ram]),
+        (12, Op::EventPost as u64, [0xffff_0001, 0, 0, 0, 0]),
+    ];
+    for (tag, value, args) in cases {
+        r.hcall(value, args);
+        r.mark(tag, rax);
+    }
+    // A flood of calls: every one answered.
+    r.a.mov(r13, 5000u64).expect("asm");
+    let mut flood = r.a.create_label();
+    r.a.set_label(&mut flood).expect("asm");
+    r.op(Op::Version, [0; 5]);
+    r.a.or(r14, rax).expect("asm");
+    r.a.dec(r13).expect("asm");
+    r.a.jnz(flood).expect("asm");
+    r.mark(13, r14);
+    // The HRT's RAM read straight from the ROS: all ones, not the kernel's bytes; a write is dropped.
+    r.a.mov(r8, HRT_BASE + 0x20_0000).expect("asm");
+    r.a.mov(r9, qword_ptr(r8)).expect("asm");
+    r.mark(14, r9);
+    r.a.mov(qword_ptr(r8), 0).expect("asm");
+    // The HRT is healthy: its canary is intact and it still answers.
+    r.invoke_sync(2, 0, 0);
+    r.mark(15, rbx);
+    r.invoke_sync(0, 0x1234, 0);
+    r.mark(16, rbx);
+    r.op(Op::Exit, [0, 0, 0, 0, 0]);
+    exit_with(&mut r.a, 1);
+    let out = partitioned("hostile", r.a, 1);
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    use HcallError::*;
+    let want = vec![
+        err(1, UnknownOp),
+        err(2, UnknownOp),
+        err(3, UnknownOp),
+        err(4, WrongPartition),
+        err(5, BadAddress),
+        err(6, BadLength),
+        err(7, BadAddress),
+        err(8, BadCpu),
+        err(9, BadArgument),
+        err(10, BadAddress),
+        err(11, BadAddress),
+        err(12, BadArgument),
+        code(13, 0),
+        code(14, 0xffff),
+        code(15, CANARY),
+        code(16, 0x1234),
+    ];
+    assert_eq!(ros_marks(&out), want, "{text}");
+}
+
+#[test]
+fn a_faulting_hrt_is_contained_and_rebooted() {
+    let mut r = Ros::new();
+    r.wait_state(HrtState::Ready);
+    // Triple fault on purpose: the HRT faults, the ROS goes on.
+    r.op(Op::Invoke, [5, 0, 0, 0, 0]);
+    r.wait_state(HrtState::Faulted);
+    r.mark(1, rcx);
+    r.mark(2, rdx);
+    for tag in [3, 4] {
+        r.op(Op::EventComplete, [0; 5]);
+        r.mark(tag, rbx);
+    }
+    r.op(Op::Invoke, [0, 0, 0, 0, 0]);
+    r.mark(5, rax);
+    r.op(Op::HrtReboot, [0; 5]);
+    r.wait_state(HrtState::Ready);
+    r.mark(6, rdx);
+    r.invoke_sync(1, 99, 0);
+    r.mark(7, rbx);
+    // A page fault, handled by the HRT itself: it exits (status 0x8e), contained too.
+    r.op(Op::Invoke, [4, 0, 0, 0, 0]);
+    r.wait_state(HrtState::Exited);
+    r.mark(8, rcx);
+    r.op(Op::HrtBoot, [0; 5]);
+    r.wait_state(HrtState::Ready);
+    r.mark(9, rdx);
+    r.op(Op::Exit, [0, 0, 0, 0, 0]);
+    exit_with(&mut r.a, 1);
+    let out = partitioned("fault", r.a, 1);
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let want = vec![
+        code(1, hvm_abi::HrtFault::TripleFault as u64),
+        code(2, 1),
+        code(3, EVENT_HRT_READY),
+        code(4, EVENT_HRT_FAULT),
+        err(5, HcallError::BadState),
+        code(6, 2),
+        code(7, 100),
+        code(8, 0x8e),
+        code(9, 3),
+    ];
+    assert_eq!(ros_marks(&out), want, "{text}");
+}
