@@ -1,6 +1,11 @@
-//! Everything that must be assembly: the Multiboot2 header, the 32-bit entry and its switch to
-//! long mode, the static page tables and GDT, the exception entry stubs, the per-CPU stacks and
-//! the real-mode start-up trampoline of the application processors.
+//! Everything that must be assembly: the Multiboot2 header (with duet's HVM tag), the 32-bit entry
+//! and its switch to long mode, the 64-bit entry of a partitioned VM, the static page tables and
+//! GDT, the exception and interrupt entry stubs, the per-CPU stacks and the real-mode start-up
+//! trampoline of the application processors.
+//!
+//! The Multiboot2 header and the 32-bit code (`.text.boot`) are linked at their physical addresses;
+//! everything else in the higher half, at [`KERNEL_VBASE`] + physical (linker.ld). Addresses that
+//! the 32-bit code and the page tables use are therefore written `sym - KERNEL_VBASE`.
 //!
 //! Ring 0 is emulated instruction by instruction on PVM hosts (../../../shared/PLATFORM.md), so the
 //! page tables are built by the assembler, not at run time: entering long mode takes a few dozen
@@ -8,9 +13,16 @@
 
 use core::arch::global_asm;
 
-/// Stack of the bootstrap processor.
+/// Where the kernel is linked: virtual = KERNEL_VBASE + physical (the HVM tag's kernel_vbase).
+pub const KERNEL_VBASE: u64 = 0xFFFF_FFFF_8000_0000;
+/// The interrupt vector duet sends an HRT core when it posts an invoke (the HVM tag's wake_vector).
+pub const WAKE_VECTOR: u32 = 0xF0;
+/// The LAPIC's spurious-interrupt vector (SVR).
+pub const SPURIOUS_VECTOR: u32 = 0xFF;
+
+/// Stack of the bootstrap processor (core 0 in a partitioned VM).
 pub const BSP_STACK_SIZE: usize = 64 * 1024;
-/// Stack of each application processor.
+/// Stack of each application processor (core i > 0 of a partitioned VM: stack i - 1).
 pub const AP_STACK_SIZE: usize = 16 * 1024;
 /// Application processors that get a stack; more are left halted in the entry code.
 pub const MAX_APS: usize = 63;
@@ -38,6 +50,19 @@ hrt_mb2_header:
     .short 1
     .long 28
     .long 1, 3, 6, 14, 15
+    /* duet's HVM tag (hvm_abi::HvmHeaderTag, type 0xF00D, 40 bytes): in a partitioned VM, start
+       every HRT core at hrt_entry64 in long mode on duet's page tables, which map kernel_vbase
+       onto the HRT partition. Tag flags bit 0 = optional (Multiboot2 spec 3.1.3): GRUB and
+       duet's standalone loader skip it and take the 32-bit entry. */
+    .balign 8
+    .short 0xF00D
+    .short 1                                /* tag flags: optional */
+    .long 40
+    .long 1                                 /* hvm_flags: bit 0 = use entry64 */
+    .long {wake}                            /* wake_vector */
+    .quad hrt_entry64                       /* entry64 (virtual, high half) */
+    .quad {kvbase}                          /* kernel_vbase */
+    .quad 0                                 /* phys_map_base: none (identity map only) */
     /* end tag */
     .balign 8
     .short 0
@@ -45,6 +70,8 @@ hrt_mb2_header:
     .long 8
 hrt_mb2_header_end:
     "#,
+    wake = const WAKE_VECTOR,
+    kvbase = const KERNEL_VBASE,
     options(att_syntax)
 );
 
@@ -52,6 +79,8 @@ hrt_mb2_header_end:
 // Entry: 32-bit protected mode, paging off, EAX = 0x36D76289, EBX = boot information.
 // APs join at hrt_ap_entry32 (from the trampoline) and share the switch to long mode.
 // EBP tells them apart in hrt_long: 0 = bootstrap processor, 1 = application processor.
+// This code runs at its physical addresses (low); hrt_long_low jumps to the high half, which the
+// static page tables map too.
 global_asm!(
     r#"
     .section .text.boot, "ax"
@@ -83,7 +112,7 @@ hrt_ap_entry32:
     mov $1, %ebp
 
 hrt_enter_long:
-    mov $hrt_pml4, %eax
+    mov $(hrt_pml4 - {kvbase}), %eax
     mov %eax, %cr3
     mov %cr4, %eax
     or $0x20, %eax                  /* PAE */
@@ -95,10 +124,15 @@ hrt_enter_long:
     mov %cr0, %eax
     or $0x80000001, %eax            /* PG | PE */
     mov %eax, %cr0
-    lgdt hrt_gdt_ptr
-    ljmp $0x08, $hrt_long
+    lgdt (hrt_gdt_ptr - {kvbase})
+    ljmp $0x08, $hrt_long_low
 
     .code64
+hrt_long_low:
+    movabs $hrt_long, %rax          /* to the high half */
+    jmp *%rax
+
+    .section .text, "ax"
 hrt_long:
     mov $0x10, %eax
     mov %ax, %ds
@@ -133,33 +167,75 @@ hrt_halt:
     cli
     hlt
     jmp hrt_halt
+
+// The 64-bit entry of a partitioned VM (the HVM tag's entry64; docs in src/hvm.rs). Every HRT
+// core starts here at once on duet's page tables: RDI = RBX = boot information (physical,
+// identity-mapped), RSI = core index, RDX = APIC ID, RSP = 0, IF = 0, IDT limit 0. Core 0 takes
+// the BSP stack and runs hrt_hvm_main. The others wait (no stack yet) until core 0 has set up
+// the IDT and the partition description (hrt_hvm_go), then take application-processor stack
+// index - 1 and run hrt_hvm_core; a core index without a stack halts.
+    .global hrt_entry64
+hrt_entry64:
+    cli
+    cld
+    test %rsi, %rsi
+    jnz hrt_entry64_other
+    mov $2, %eax
+    out %eax, $0xf8                 /* debug port mark 2: the kernel's first instruction */
+    lea hrt_bsp_stack_top(%rip), %rsp
+    call hrt_hvm_main               /* (info, core 0, apic id): RDI, RSI, RDX as entered */
+    jmp hrt_halt
+
+hrt_entry64_other:
+    cmp ${max_aps}, %rsi
+    ja hrt_halt
+1:  pause
+    cmpl $0, hrt_hvm_go(%rip)
+    je 1b
+    mov %rsi, %rax
+    imul ${ap_stack}, %rax, %rax
+    lea hrt_ap_stacks(%rip), %rsp
+    add %rax, %rsp                  /* top of stack index - 1 */
+    mov %esi, %edi                  /* first argument: core index */
+    mov %edx, %esi                  /* second argument: APIC ID */
+    call hrt_hvm_core
+    jmp hrt_halt
     "#,
     max_aps = const MAX_APS,
     ap_stack = const AP_STACK_SIZE,
+    kvbase = const KERNEL_VBASE,
     options(att_syntax)
 );
 
 // ---------------------------------------------------------------------------------------------
 // Page tables: the first 4 GiB identity-mapped, 2 MiB pages, except the first 2 MiB, mapped with
 // 4 KiB pages and page 0 left out (a null pointer faults). 3-4 GiB (the MMIO hole: LAPIC, IOAPIC)
-// is uncached. Nothing above 4 GiB is mapped: the `fault` command relies on that.
+// is uncached. The high half: PML4[511] -> a PDPT whose entries 510 and 511 are the PDs of 0-1
+// and 1-2 GiB, so KERNEL_VBASE + x maps x for x below 2 GiB (the kernel runs there). Nothing else
+// is mapped: the `fault` command relies on that. Entries hold physical addresses (sym - KERNEL_VBASE).
 // The GDT: 0x08 64-bit code, 0x10 flat data, 0x18 32-bit code (AP trampoline).
+// None of this is used in a partitioned VM: the 64-bit entry runs on duet's GDT and page tables.
 global_asm!(
     r#"
     .section .data.pagetables, "aw"
     .balign 4096
     .global hrt_pml4
 hrt_pml4:
-    .quad hrt_pdpt + 0x3
-    .fill 511, 8, 0
+    .quad hrt_pdpt - {kvbase} + 0x3
+    .fill 510, 8, 0
+    .quad hrt_pdpt_high - {kvbase} + 0x3
 hrt_pdpt:
-    .quad hrt_pd + 0x3
-    .quad hrt_pd + 0x1000 + 0x3
-    .quad hrt_pd + 0x2000 + 0x3
-    .quad hrt_pd + 0x3000 + 0x3
+    .quad hrt_pd - {kvbase} + 0x3
+    .quad hrt_pd - {kvbase} + 0x1000 + 0x3
+    .quad hrt_pd - {kvbase} + 0x2000 + 0x3
+    .quad hrt_pd - {kvbase} + 0x3000 + 0x3
     .fill 508, 8, 0
+hrt_pdpt_high:
+    .fill 510, 8, 0
+    .quad hrt_pd - {kvbase} + 0x3
+    .quad hrt_pd - {kvbase} + 0x1000 + 0x3
 hrt_pd:
-    .quad hrt_pt0 + 0x3
+    .quad hrt_pt0 - {kvbase} + 0x3
     .set hrt_i, 1
     .rept 1535
     .quad (hrt_i << 21) | 0x83
@@ -191,7 +267,7 @@ hrt_gdt_end:
     .global hrt_gdt_ptr
 hrt_gdt_ptr:
     .short hrt_gdt_end - hrt_gdt - 1
-    .quad hrt_gdt
+    .quad hrt_gdt - {kvbase}               /* physical: loaded by 32-bit code */
     .balign 4
     .global hrt_ap_next
 hrt_ap_next:
@@ -207,6 +283,7 @@ hrt_ap_stacks:
     "#,
     bsp_stack = const BSP_STACK_SIZE,
     ap_stacks = const AP_STACK_SIZE * MAX_APS,
+    kvbase = const KERNEL_VBASE,
     options(att_syntax)
 );
 
@@ -236,14 +313,34 @@ hrt_exc_common:
     and $-16, %rsp
     call hrt_exception
     jmp hrt_halt
+
+// The invoke wake-up interrupt (partitioned VM): it only has to end `sti; hlt` in the service
+// loop (src/hvm.rs), so it sends the LAPIC an EOI and returns. The EOI register's address goes
+// through a register: as a 32-bit displacement 0xFEE000B0 would be sign-extended into the high half.
+    .balign 16, 0x90
+    .global hrt_wake_isr
+hrt_wake_isr:
+    push %rax
+    mov $0xFEE000B0, %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+
+// The LAPIC's spurious interrupt: no EOI.
+    .balign 16, 0x90
+    .global hrt_spurious_isr
+hrt_spurious_isr:
+    iretq
     "#,
     options(att_syntax)
 );
 
 // ---------------------------------------------------------------------------------------------
 // The AP start-up trampoline, copied to TRAMPOLINE_ADDR (so position-dependent on it). An AP
-// starts at CS=0x0800, IP=0 in real mode; it loads the kernel's GDT, enters protected mode and
-// jumps to hrt_ap_entry32 in the kernel, which takes it to long mode on the same page tables.
+// starts at CS=0x0800, IP=0 in real mode; it loads the kernel's GDT (physical address), enters
+// protected mode and jumps to hrt_ap_entry32 in the kernel (low, physical = virtual), which takes
+// it to long mode on the same page tables. Standalone only: in a partitioned VM low memory is the
+// ROS's, and duet starts every HRT core itself.
 global_asm!(
     r#"
     .section .rodata.hrt_trampoline, "a"
@@ -263,10 +360,11 @@ hrt_trampoline_start:
     .balign 8
 hrt_tramp_gdtp:
     .short hrt_gdt_end - hrt_gdt - 1
-    .long hrt_gdt
+    .long hrt_gdt - {kvbase}
 hrt_trampoline_end:
     .code64
     "#,
     addr = const TRAMPOLINE_ADDR,
+    kvbase = const KERNEL_VBASE,
     options(att_syntax)
 );

@@ -1,19 +1,27 @@
-//! The IDT: the 32 exception vectors, each reporting and ending the VM with status 0x80 + vector.
+//! The IDT: the 32 exception vectors, each reporting and ending the VM with status 0x80 + vector;
+//! in a partitioned VM also the invoke wake-up vector (EOI and return) and the LAPIC's spurious
+//! vector (return). Other vectors are not present (a stray interrupt reports as a #NP).
 
 use core::arch::asm;
 
+use crate::boot::SPURIOUS_VECTOR;
 use crate::out::Line;
 use crate::port;
 
 extern "C" {
     /// 32 entry stubs, 16 bytes apart (boot.rs).
     static hrt_exc_stubs: u8;
+    /// The wake-up interrupt: LAPIC EOI, iretq (boot.rs).
+    static hrt_wake_isr: u8;
+    /// The spurious interrupt: iretq (boot.rs).
+    static hrt_spurious_isr: u8;
 }
 
-#[repr(C, align(16))]
-struct Idt([u64; 64]);
+/// 256 gates of 16 bytes.
+#[repr(C, align(4096))]
+struct Idt([u64; 512]);
 
-static mut IDT: Idt = Idt([0; 64]);
+static mut IDT: Idt = Idt([0; 512]);
 
 #[repr(C, packed)]
 struct Pointer {
@@ -21,34 +29,53 @@ struct Pointer {
     base: u64,
 }
 
-/// Fills the IDT (bootstrap processor, once) and loads it.
+/// Points gate `vector` at `addr`: present, DPL 0, 64-bit interrupt gate (IF cleared), selector
+/// 0x08 (the same in the kernel's GDT and in duet's), IST 0.
+fn set_gate(vector: usize, addr: u64) {
+    let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
+    let low = (addr & 0xffff) | (0x08 << 16) | (0x8E00u64 << 32) | (((addr >> 16) & 0xffff) << 48);
+    if let Some(e) = idt.0.get_mut(2 * vector) {
+        *e = low;
+    }
+    if let Some(e) = idt.0.get_mut(2 * vector + 1) {
+        *e = addr >> 32;
+    }
+}
+
+/// Fills the exception gates (bootstrap processor, once) and loads the IDT.
 pub fn init() {
     let stubs = unsafe { &hrt_exc_stubs as *const u8 as u64 };
-    let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
     let mut v = 0;
     while v < 32 {
-        let addr = stubs + 16 * v as u64;
-        // Present, DPL 0, 64-bit interrupt gate (IF cleared), selector 0x08, IST 0.
-        let low =
-            (addr & 0xffff) | (0x08 << 16) | (0x8E00u64 << 32) | (((addr >> 16) & 0xffff) << 48);
-        if let Some(e) = idt.0.get_mut(2 * v) {
-            *e = low;
-        }
-        if let Some(e) = idt.0.get_mut(2 * v + 1) {
-            *e = addr >> 32;
-        }
+        set_gate(v, stubs + 16 * v as u64);
         v += 1;
     }
     load();
 }
 
+/// Adds the interrupt gates of a partitioned VM: `wake` (the invoke wake-up vector) and the
+/// spurious vector. Core 0, before it lets the other cores go.
+pub fn init_interrupts(wake: u32) {
+    set_gate(wake as usize, unsafe { &hrt_wake_isr as *const u8 as u64 });
+    set_gate(SPURIOUS_VECTOR as usize, unsafe { &hrt_spurious_isr as *const u8 as u64 });
+}
+
 /// Loads the IDT on this CPU (application processors call this alone).
 pub fn load() {
     let ptr = Pointer {
-        limit: (32 * 16 - 1) as u16,
+        limit: (256 * 16 - 1) as u16,
         base: core::ptr::addr_of!(IDT) as u64,
     };
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
+}
+
+/// Loads an IDT with limit 0 and raises #UD: no exception can be delivered, so the core
+/// triple-faults (invoke function 5).
+pub fn triple_fault() -> ! {
+    let ptr = Pointer { limit: 0, base: 0 };
+    unsafe {
+        asm!("lidt [{}]", "ud2", in(reg) &ptr, options(noreturn, nostack));
+    }
 }
 
 fn name(vector: u64) -> &'static str {

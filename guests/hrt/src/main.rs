@@ -1,12 +1,18 @@
 //! The HRT: duet's own specialized kernel, a no_std Multiboot2 kernel for x86-64.
 //!
-//! Boot: `_start` (boot.rs, 32-bit, debug-port mark 2) → long mode on static page tables →
-//! [`hrt_kmain`] (mark 3) → the command named by the first word of the command line → exit
-//! through duet's debug port (docs/debug-port.md).
+//! Two entries:
+//! - standalone (any Multiboot2 loader): `_start` (boot.rs, 32-bit, debug-port mark 2) → long mode
+//!   on static page tables → [`hrt_kmain`] (mark 3) → the command named by the first word of the
+//!   command line → exit through duet's debug port (docs/debug-port.md);
+//! - in a partitioned VM (duet's HVM header tag): every core at `hrt_entry64` (boot.rs, 64-bit,
+//!   mark 2) → hvm.rs (core 0: mark 3, the command if any) → the invoke service loop, no exit.
 //!
-//! Exit statuses: 0 success, 1 command failed (`smp`: not every CPU came up; `mem`: no memory map),
-//! 2 unknown or missing command, 3 panic, 4 not started by a Multiboot2 loader (bad magic) or bad
-//! boot information, 0x80 + vector: a CPU exception (`fault`: 0x8e).
+//! The kernel is linked in the higher half (linker.ld): virtual = KERNEL_VBASE + physical.
+//!
+//! Exit statuses: 0 success, 1 command failed (`smp`: not every CPU came up; `mem`: no memory map;
+//! HVM: not every core reached the service loop), 2 unknown or missing command, 3 panic, 4 not
+//! started by a Multiboot2 loader (bad magic) or bad boot information (HVM: also a missing or
+//! unusable HVM tag), 0x80 + vector: a CPU exception (`fault`: 0x8e).
 //!
 //! Ring 0 must not use SSE/AVX (and on PVM hosts cannot): the crate is built without them
 //! (.cargo/config.toml), has its own mem* functions (mem.rs) and formatter (out.rs), and
@@ -17,6 +23,7 @@
 
 mod acpi;
 mod boot;
+mod hvm;
 mod idt;
 mod mb2;
 mod mem;
@@ -28,8 +35,11 @@ mod smp;
 use mb2::Info;
 use out::Line;
 
-/// An address above the 4 GiB identity map, where nothing is mapped.
+/// An address above the 4 GiB identity map, where nothing is mapped (in a partitioned VM: above
+/// guest RAM, which duet identity-maps).
 const UNMAPPED: u64 = 0x70_0000_0000;
+
+const COMMANDS: &str = "(commands: hello mem modules fault smp)";
 
 #[no_mangle]
 extern "C" fn hrt_kmain(magic: u32, info_addr: u32) -> ! {
@@ -37,39 +47,54 @@ extern "C" fn hrt_kmain(magic: u32, info_addr: u32) -> ! {
     idt::init();
     serial::init();
     let _ = magic; // checked by _start
-    let Some(info) = (unsafe { Info::new(info_addr) }) else {
+    let Some(info) = (unsafe { Info::new(info_addr as u64, 1 << 32) }) else {
         Line::new()
             .s("hrt: bad multiboot2 boot information at ")
             .hex(info_addr as u64)
             .print();
         port::exit(4)
     };
+    let status = command(&info, false).unwrap_or_else(|| {
+        Line::new()
+            .s("hrt: no command on the command line ")
+            .s(COMMANDS)
+            .print();
+        2
+    });
+    port::exit(status)
+}
+
+/// Runs the command named by the first word of the command line and returns its status; `None`
+/// if the command line names none. `hvm`: entered through the 64-bit entry of a partitioned VM.
+fn command(info: &Info, hvm: bool) -> Option<u32> {
     let cmdline = info.cmdline();
     let mut words = cmdline
         .split(|&b| b == b' ' || b == b'\t')
         .filter(|w| !w.is_empty());
-    let status = match words.next() {
-        Some(b"hello") => hello(),
-        Some(b"mem") => mem(&info),
-        Some(b"modules") => modules(&info),
-        Some(b"fault") => fault(),
-        Some(b"smp") => smp::run(&info),
-        Some(other) => {
+    Some(match words.next()? {
+        b"hello" => hello(),
+        b"mem" => mem(info),
+        b"modules" => modules(info),
+        b"fault" => fault(),
+        b"smp" if hvm => hvm::smp(),
+        b"smp" => smp::run(info),
+        other => {
             Line::new()
                 .s("hrt: unknown command '")
                 .b(other)
-                .s("' (commands: hello mem modules fault smp)")
+                .s("' ")
+                .s(COMMANDS)
                 .print();
             2
         }
-        None => {
-            Line::new()
-                .s("hrt: no command on the command line (commands: hello mem modules fault smp)")
-                .print();
-            2
-        }
-    };
-    port::exit(status)
+    })
+}
+
+/// Stops this CPU for good.
+fn halt() -> ! {
+    loop {
+        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) }
+    }
 }
 
 fn hello() -> u32 {

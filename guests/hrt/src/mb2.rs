@@ -8,6 +8,8 @@ pub const TAG_MODULE: u32 = 3;
 pub const TAG_MMAP: u32 = 6;
 pub const TAG_ACPI_OLD: u32 = 14;
 pub const TAG_ACPI_NEW: u32 = 15;
+/// duet's partition description (hvm_abi::HvmInfo after the 8-byte tag header).
+pub const TAG_HVM: u32 = hvm_abi::HVM_INFO_TAG;
 
 /// The largest boot information accepted (a sanity bound).
 const MAX_SIZE: u32 = 16 << 20;
@@ -38,22 +40,24 @@ pub fn cstr(b: &[u8], off: usize) -> &[u8] {
 }
 
 pub struct Info {
-    pub addr: u32,
+    pub addr: u64,
     bytes: &'static [u8],
 }
 
 impl Info {
-    /// The structure at physical address `addr` (identity-mapped), if its header is sane.
+    /// The structure at physical address `addr` (identity-mapped), if its header is sane and it
+    /// lies wholly below `limit` (the end of the identity map: 4 GiB standalone; a partitioned VM
+    /// maps all guest memory).
     ///
     /// # Safety
     /// `addr` must be what the loader passed in EBX.
-    pub unsafe fn new(addr: u32) -> Option<Info> {
-        // 8-aligned, not in the unmapped page 0, wholly below 4 GiB.
-        if addr & 7 != 0 || addr < 0x1000 {
+    pub unsafe fn new(addr: u64, limit: u64) -> Option<Info> {
+        // 8-aligned, not in the unmapped page 0.
+        if addr & 7 != 0 || addr < 0x1000 || addr.checked_add(16)? > limit {
             return None;
         }
         let total = core::ptr::read_volatile(addr as usize as *const u32);
-        if !(16..=MAX_SIZE).contains(&total) || (addr as u64) + total as u64 > 1 << 32 {
+        if !(16..=MAX_SIZE).contains(&total) || addr.checked_add(total as u64)? > limit {
             return None;
         }
         Some(Info {

@@ -3,11 +3,14 @@
 //! (duet keeps 0x8000-0x8fff free for it). Each AP enters long mode on the kernel's page tables,
 //! takes a stack (boot.rs, `lock xadd` on an index), prints `hrt: cpu <apic id> online`, counts
 //! itself in (`lock xadd`) and halts. The BSP waits, bounded by the TSC.
+//!
+//! Standalone only: in a partitioned VM duet starts every HRT core itself and low memory is the
+//! ROS's, so `smp` there is hvm::smp. The LAPIC helpers serve both.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::acpi;
-use crate::boot::{TRAMPOLINE_ADDR, TRAMPOLINE_VECTOR};
+use crate::boot::{SPURIOUS_VECTOR, TRAMPOLINE_ADDR, TRAMPOLINE_VECTOR};
 use crate::mb2::{self, Info};
 use crate::out::Line;
 
@@ -23,21 +26,22 @@ static ONLINE: AtomicU32 = AtomicU32::new(0);
 #[link_section = ".data.hrt"]
 static LAPIC: AtomicU64 = AtomicU64::new(0xFEE0_0000);
 
-const LAPIC_ID: u64 = 0x20;
-const LAPIC_SVR: u64 = 0xF0;
+pub const LAPIC_ID: u64 = 0x20;
+pub const LAPIC_TPR: u64 = 0x80;
+pub const LAPIC_SVR: u64 = 0xF0;
 const LAPIC_ICR_LO: u64 = 0x300;
 const LAPIC_ICR_HI: u64 = 0x310;
 const ICR_PENDING: u32 = 1 << 12;
 const ICR_INIT: u32 = 0x0000_4500; // INIT, level assert
 const ICR_SIPI: u32 = 0x0000_4600; // start-up, level assert
 
-fn lapic_read(reg: u64) -> u32 {
+pub fn lapic_read(reg: u64) -> u32 {
     unsafe {
         core::ptr::read_volatile((LAPIC.load(Ordering::Relaxed) + reg) as usize as *const u32)
     }
 }
 
-fn lapic_write(reg: u64, v: u32) {
+pub fn lapic_write(reg: u64, v: u32) {
     unsafe {
         core::ptr::write_volatile(
             (LAPIC.load(Ordering::Relaxed) + reg) as usize as *mut u32,
@@ -46,13 +50,13 @@ fn lapic_write(reg: u64, v: u32) {
     }
 }
 
-fn rdtsc() -> u64 {
+pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// TSC ticks per millisecond: KVM's timing leaf 0x40000010 or CPUID 0x15/0x16, else 3 GHz assumed
 /// (only delays and the time-out depend on it).
-fn tsc_per_ms() -> u64 {
+pub fn tsc_per_ms() -> u64 {
     use core::arch::x86_64::__cpuid;
     {
         let hv = __cpuid(0x4000_0000);
@@ -82,6 +86,11 @@ fn tsc_per_ms() -> u64 {
 fn delay(ticks: u64) {
     let end = rdtsc().wrapping_add(ticks);
     while (end.wrapping_sub(rdtsc()) as i64) > 0 {}
+}
+
+/// Software-enables this CPU's LAPIC (SVR bit 8) with the spurious vector 0xFF.
+pub fn lapic_enable() {
+    lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x100 | SPURIOUS_VECTOR);
 }
 
 /// Sends an IPI and waits (bounded) until the LAPIC has taken it.
@@ -122,7 +131,7 @@ pub fn run(info: &Info) -> u32 {
         return 1;
     }
     // The trampoline page must be free: the loader keeps it so (checked, not trusted).
-    let mut clash = hits_trampoline(info.addr as u64, info.addr as u64 + info.size() as u64);
+    let mut clash = hits_trampoline(info.addr, info.addr + info.size() as u64);
     for (typ, tag) in info.tags() {
         if typ == mb2::TAG_MODULE {
             if let Some(m) = mb2::module(tag) {
@@ -139,8 +148,7 @@ pub fn run(info: &Info) -> u32 {
         return 1;
     }
     LAPIC.store(madt.lapic, Ordering::Relaxed);
-    // Software-enable the LAPIC (spurious vector 0xFF).
-    lapic_write(LAPIC_SVR, lapic_read(LAPIC_SVR) | 0x1FF);
+    lapic_enable();
     let bsp = lapic_read(LAPIC_ID) >> 24;
     let cpus = madt.ids.get(..madt.count).unwrap_or(&[]);
     Line::new()

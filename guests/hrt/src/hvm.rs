@@ -1,0 +1,339 @@
+//! The HRT in a partitioned VM ("HVM"; the contract is crates/hvm-abi and docs/hypercalls.md).
+//!
+//! duet starts every HRT core at once at `hrt_entry64` (boot.rs) in long mode on its own page
+//! tables: the kernel's high half (KERNEL_VBASE + physical) maps the HRT partition, and all guest
+//! memory is identity-mapped. Core 0 ([`hrt_hvm_main`]) sets up the IDT, reads the Multiboot2
+//! information and its HVM tag (the partition: cores, RAM ranges, comm page), fills the canary
+//! page, enables its LAPIC and lets the other cores go (`hrt_hvm_go`); each of them
+//! ([`hrt_hvm_core`]) loads the IDT, enables its LAPIC and enters the service loop. When every core
+//! is there, core 0 runs the command line's command (if any), makes hypercall HRT_READY and serves
+//! invokes too.
+//!
+//! The service loop ([`serve`]): with interrupts off, compare the core's invoke slot's `seq` and
+//! `done`; if they differ run the function, write `result`, `done = seq`, the caller's completion
+//! record and (if asked) hypercall INVOKE_DONE; else `sti; hlt` until the wake-up interrupt
+//! (whose handler only sends the EOI). The kernel writes no memory outside its partition except
+//! completion records (checked to lie in ROS RAM) and invoke function 8's pong word.
+
+use core::arch::asm;
+use core::mem::MaybeUninit;
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{fence, AtomicU32, Ordering};
+
+use hvm_abi::{client, slot, HvmInfo, MemRange, Op, INVOKE_NOTIFY};
+
+use crate::boot::{KERNEL_VBASE, MAX_APS, WAKE_VECTOR};
+use crate::mb2::{self, Info};
+use crate::out::Line;
+use crate::smp::{lapic_enable, lapic_read, lapic_write, rdtsc, tsc_per_ms, LAPIC_ID, LAPIC_TPR};
+use crate::{idt, port};
+
+/// Every word of the canary page: "RANACTRH" little-endian.
+pub const CANARY: u64 = 0x4852_5443_414E_4152;
+/// How long core 0 waits for the other cores to reach the service loop.
+const IDLE_TIMEOUT_MS: u64 = 10_000;
+/// The end of the canonical lower half: the boot information must lie below it (identity map).
+const LOWER_HALF_END: u64 = 1 << 47;
+
+/// Set (release) by core 0 when the IDT and [`PARTITION`] are ready; the other cores spin on it in
+/// `hrt_entry64` before they take a stack.
+#[export_name = "hrt_hvm_go"]
+static GO: AtomicU32 = AtomicU32::new(0);
+/// Cores other than 0 that reached the service loop.
+static IDLE: AtomicU32 = AtomicU32::new(0);
+
+/// The partition as core 0 read it; written once before [`GO`], read-only after.
+static mut PARTITION: MaybeUninit<Partition> = MaybeUninit::uninit();
+
+#[derive(Clone, Copy)]
+struct Partition {
+    info: HvmInfo,
+    /// Guest-physical address of [`CANARY_PAGE`].
+    canary: u64,
+}
+
+/// The partition description. Only after [`GO`] (core 0: after it stored it).
+fn partition() -> &'static Partition {
+    unsafe { (*core::ptr::addr_of!(PARTITION)).assume_init_ref() }
+}
+
+/// A page of [`CANARY`] words in HRT RAM (bss): the ROS must be unable to change it.
+#[repr(C, align(4096))]
+struct Page([u64; 512]);
+static mut CANARY_PAGE: Page = Page([0; 512]);
+
+fn canary_words() -> *mut u64 {
+    unsafe { core::ptr::addr_of_mut!(CANARY_PAGE.0) as *mut u64 }
+}
+
+/// Guest-physical address of a kernel virtual address (high half: duet maps KERNEL_VBASE + x
+/// onto hrt_base + x).
+fn phys(vaddr: u64, hrt_base: u64) -> u64 {
+    vaddr.wrapping_sub(KERNEL_VBASE).wrapping_add(hrt_base)
+}
+
+fn in_range(r: &MemRange, addr: u64, len: u64) -> bool {
+    r.len != 0 && addr >= r.base && addr.checked_add(len).is_some_and(|end| end <= r.base.saturating_add(r.len))
+}
+
+/// Whether [addr, addr + len) lies wholly in one of the ROS's RAM ranges.
+fn in_ros_ram(addr: u64, len: u64) -> bool {
+    partition().info.ros_ram.iter().any(|r| in_range(r, addr, len))
+}
+
+fn fail(what: &str, v: u64) -> ! {
+    Line::new().s("hrt: hvm: ").s(what).hex(v).print();
+    port::exit(4)
+}
+
+/// Core 0, on the BSP stack (boot.rs): RDI = boot information, RSI = 0, RDX = APIC ID.
+#[no_mangle]
+extern "C" fn hrt_hvm_main(info_addr: u64, core: u64, apic: u64) -> ! {
+    port::mark(3);
+    idt::init();
+    // No serial::init(): the UART needs no programming under duet, and reprogramming one the
+    // ROS might also drive (IER, LCR, FIFO) would disturb it.
+    let Some(info) = (unsafe { Info::new(info_addr, LOWER_HALF_END) }) else {
+        Line::new().s("hrt: bad multiboot2 boot information at ").hex(info_addr).print();
+        port::exit(4)
+    };
+    let Some(tag) = info.find(mb2::TAG_HVM) else {
+        fail("no HVM information tag in the boot information at ", info_addr)
+    };
+    let Some(hvm) = tag.get(8..).and_then(HvmInfo::decode) else {
+        fail("bad HVM information tag, size ", tag.len() as u64)
+    };
+    let cores = hvm.hrt_cores;
+    Line::new()
+        .s("hrt: hvm: 64-bit entry, core ")
+        .dec(core)
+        .s(" of ")
+        .dec(cores as u64)
+        .s(" (apic id ")
+        .dec(apic)
+        .s(")")
+        .print();
+    {
+        let mut line = Line::new();
+        line.s("hrt: hvm: hrt cores ").dec(cores as u64).s(" apic ids ");
+        for (i, id) in hvm.hrt_apic_ids.iter().take(cores as usize).enumerate() {
+            if i > 0 {
+                line.s(",");
+            }
+            line.dec(*id as u64);
+        }
+        line.print();
+    }
+    Line::new()
+        .s("hrt: hvm: hrt ram base=")
+        .hex(hvm.hrt_ram.base)
+        .s(" length=")
+        .hex(hvm.hrt_ram.len)
+        .print();
+    for r in hvm.ros_ram.iter().filter(|r| r.len != 0) {
+        Line::new().s("hrt: hvm: ros ram base=").hex(r.base).s(" length=").hex(r.len).print();
+    }
+    Line::new().s("hrt: hvm: ros cores ").dec(hvm.ros_cores as u64).print();
+    if cores == 0 || cores as usize > MAX_APS + 1 {
+        fail("unusable HRT core count ", cores as u64)
+    }
+    let slots = slot::SIZE * cores as u64;
+    if !hvm.comm_page.is_multiple_of(slot::SIZE) || !in_range(&hvm.hrt_ram, hvm.comm_page, slots) {
+        fail("comm page outside HRT RAM or misaligned: ", hvm.comm_page)
+    }
+    // duet sends the vector our header tag names; it tells us which one, so serve that one.
+    let wake = if (32..=254).contains(&hvm.wake_vector) { hvm.wake_vector } else { WAKE_VECTOR };
+    let canary = phys(canary_words() as u64, hvm.hrt_ram.base);
+    Line::new()
+        .s("hrt: hvm: comm page ")
+        .hex(hvm.comm_page)
+        .s(" wake vector ")
+        .hex(wake as u64)
+        .s(" canary page ")
+        .hex(canary)
+        .print();
+
+    for i in 0..512 {
+        unsafe { write_volatile(canary_words().add(i), CANARY) };
+    }
+    idt::init_interrupts(wake);
+    unsafe { (*core::ptr::addr_of_mut!(PARTITION)).write(Partition { info: hvm, canary }) };
+    lapic_write(LAPIC_TPR, 0);
+    lapic_enable();
+    GO.store(1, Ordering::Release);
+
+    // Wait (bounded: ring 0 is emulated on PVM hosts) until every other core is in the loop.
+    let ms = if hvm.tsc_khz != 0 { hvm.tsc_khz } else { tsc_per_ms() };
+    let deadline = rdtsc().wrapping_add(IDLE_TIMEOUT_MS * ms);
+    while IDLE.load(Ordering::Acquire) < cores - 1 && (deadline.wrapping_sub(rdtsc()) as i64) > 0 {
+        core::hint::spin_loop();
+    }
+    let idle = IDLE.load(Ordering::Acquire) + 1;
+    if idle < cores {
+        Line::new()
+            .s("hrt: hvm: only ")
+            .dec(idle as u64)
+            .s(" of ")
+            .dec(cores as u64)
+            .s(" cores reached the service loop")
+            .print();
+        port::exit(1)
+    }
+
+    if let Some(status) = crate::command(&info, true) {
+        if status != 0 {
+            Line::new().s("hrt: hvm: command status ").dec(status as u64).s(", serving invokes anyway").print();
+        }
+    }
+    match unsafe { client::hypercall(Op::HrtReady, [0; 5]) } {
+        Ok(_) => Line::new().s("hrt: hvm: ready").print(),
+        Err(e) => Line::new().s("hrt: hvm: HRT_READY failed: ").s(e.name()).print(),
+    }
+    serve(0)
+}
+
+/// Core `core` > 0 (boot.rs, after [`GO`]), on its own stack.
+#[no_mangle]
+extern "C" fn hrt_hvm_core(core: u32, _apic: u32) -> ! {
+    idt::load();
+    if core >= partition().info.hrt_cores {
+        // Not a core of the partition duet described: stay out of the way.
+        crate::halt()
+    }
+    lapic_write(LAPIC_TPR, 0);
+    lapic_enable();
+    IDLE.fetch_add(1, Ordering::AcqRel);
+    serve(core)
+}
+
+/// The service loop of one core (contract "Invoke").
+fn serve(core: u32) -> ! {
+    let base = partition().info.comm_page + slot::SIZE * core as u64;
+    let read = |off: u64| unsafe { read_volatile((base + off) as *const u64) };
+    let write = |off: u64, v: u64| unsafe { write_volatile((base + off) as *mut u64, v) };
+    loop {
+        unsafe { asm!("cli", options(nomem, nostack)) };
+        let seq = read(slot::SEQ);
+        if seq == read(slot::DONE) {
+            // Atomic pair: an interrupt that arrives after the check ends the hlt. Not `nostack`:
+            // the interrupt frame is pushed on this stack.
+            unsafe { asm!("sti", "hlt") };
+            continue;
+        }
+        fence(Ordering::Acquire);
+        let (func, arg) = (read(slot::FUNC), read(slot::ARG));
+        let (completion, flags) = (read(slot::COMPLETION), read(slot::FLAGS));
+        let result = invoke(func, arg);
+        write(slot::RESULT, result);
+        fence(Ordering::Release);
+        write(slot::DONE, seq);
+        if completion != 0 {
+            complete(core, completion, seq, result);
+        }
+        if flags & INVOKE_NOTIFY != 0 {
+            let _ = unsafe { client::hypercall(Op::InvokeDone, [core as u64, 0, 0, 0, 0]) };
+        }
+    }
+}
+
+/// Writes the caller's Completion {seq, result}: result first, then seq (release). Only inside
+/// ROS RAM: the kernel writes nothing else outside its partition.
+fn complete(core: u32, addr: u64, seq: u64, result: u64) {
+    if !addr.is_multiple_of(8) || !in_ros_ram(addr, 16) {
+        Line::new()
+            .s("hrt: hvm: core ")
+            .dec(core as u64)
+            .s(": completion record ")
+            .hex(addr)
+            .s(" is not in ROS RAM, not written")
+            .print();
+        return;
+    }
+    unsafe {
+        write_volatile((addr + 8) as *mut u64, result);
+        fence(Ordering::Release);
+        write_volatile(addr as *mut u64, seq);
+    }
+}
+
+/// duet's invoke functions (contract "duet's HRT invoke functions").
+fn invoke(func: u64, arg: u64) -> u64 {
+    match func {
+        0 => arg,
+        1 => arg.wrapping_add(1),
+        2 => canary_check(),
+        3 => partition().canary,
+        4 => {
+            crate::fault();
+            u64::MAX
+        }
+        5 => idt::triple_fault(),
+        6 => crate::halt(),
+        7 => (lapic_read(LAPIC_ID) >> 24) as u64,
+        8 => ping_pong(arg),
+        9 => rdtsc(),
+        _ => u64::MAX,
+    }
+}
+
+/// [`CANARY`] if every word of the canary page still holds it, else 0.
+fn canary_check() -> u64 {
+    for i in 0..512 {
+        if unsafe { read_volatile(canary_words().add(i)) } != CANARY {
+            return 0;
+        }
+    }
+    CANARY
+}
+
+/// Function 8: `addr` = guest-physical address of 128 bytes of ROS RAM, u64 ping at +0 and pong at
+/// +64 (separate cache lines). Waits for ping to change (last seen starts at 0: the caller zeroes
+/// both first); u64::MAX ends the game and returns the rounds played; any other value is echoed to
+/// pong. u64::MAX at once if the region is not 8-aligned ROS RAM.
+fn ping_pong(addr: u64) -> u64 {
+    if !addr.is_multiple_of(8) || !in_ros_ram(addr, 128) {
+        return u64::MAX;
+    }
+    let (ping, pong) = (addr as *const u64, (addr + 64) as *mut u64);
+    let (mut last, mut rounds) = (0u64, 0u64);
+    loop {
+        let v = loop {
+            let v = unsafe { read_volatile(ping) };
+            if v != last {
+                break v;
+            }
+            core::hint::spin_loop();
+        };
+        if v == u64::MAX {
+            return rounds;
+        }
+        fence(Ordering::Release);
+        unsafe { write_volatile(pong, v) };
+        last = v;
+        rounds += 1;
+    }
+}
+
+/// The `smp` command in a partitioned VM: duet started the cores (no trampoline: low memory is
+/// the ROS's); reports them from the HVM tag. Runs after every core reached the service loop.
+pub fn smp() -> u32 {
+    let info = &partition().info;
+    let ids = info.hrt_apic_ids.get(..info.hrt_cores as usize).unwrap_or(&[]);
+    Line::new()
+        .s("hrt: smp: ")
+        .dec(ids.len() as u64)
+        .s(" cpus in the hvm information, bsp apic id ")
+        .dec(ids.first().copied().unwrap_or(0) as u64)
+        .print();
+    for id in ids.iter().skip(1) {
+        Line::new().s("hrt: cpu ").dec(*id as u64).s(" online").print();
+    }
+    let online = IDLE.load(Ordering::Acquire) + 1;
+    Line::new().s("hrt: smp: ").dec(online as u64).s(" cpus online").print();
+    if online as usize == ids.len() {
+        0
+    } else {
+        Line::new().s("hrt: smp: expected ").dec(ids.len() as u64).print();
+        1
+    }
+}
