@@ -5,7 +5,7 @@
 //!   `${XDG_CACHE_HOME:-~/.cache}/duet/`.
 //! - `check-guests`: checks the images that `images` made.
 //! - `test`: images, then the whole test suite (the README's test command).
-//! - `demo`: images, then an interactive Linux VM from `examples/`.
+//! - `demo`: images, then an interactive partitioned VM (Linux + duet's HRT) from `examples/`.
 
 mod apt;
 mod cpio;
@@ -29,7 +29,8 @@ commands:
                      + cloud-version (Debian's cloud kernel). Caches: ${XDG_CACHE_HOME:-~/.cache}/duet/
   check-guests       check the images in target/guest-images/
   test [ARGS]        images, then the whole test suite (cargo test --workspace --release ARGS)
-  demo [ARGS]        images, then boot examples/demo.toml (or the cloud kernel on hardware KVM)
+  demo [ARGS]        images, then boot the partitioned VM of examples/demo.toml (Linux + duet's HRT;
+                     with the cloud kernel as the ROS on hardware KVM)
                      with the guest's console on this terminal; ARGS go to `duet run`
   help               this text";
 

@@ -39,7 +39,7 @@ pub fn demo(extra: &[String]) -> Result<i32> {
     for p in images::images(cloud)? {
         eprintln!("xtask: image {}", p.display());
     }
-    let config = if cloud { "examples/linux-cloud.toml" } else { "examples/demo.toml" };
+    let config = if cloud { "examples/partitioned-cloud.toml" } else { "examples/demo.toml" };
     if !cloud {
         eprintln!("xtask: PVM host detected: booting duet's lean test kernel (see docs/platform.md)");
     }

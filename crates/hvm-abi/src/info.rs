@@ -11,12 +11,12 @@ pub const HVM_INFO_TAG: u32 = 0xF00F;
 pub const MAX_CORES: usize = 64;
 
 /// The HVM header tag, in the HRT's Multiboot2 header (type [`HVM_HEADER_TAG`], size 40, tag flags
-/// 0 = optional, so other loaders ignore it):
+/// bit 0 set = optional, so other loaders ignore it):
 ///
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 2 | type = 0xF00D |
-/// | 2 | 2 | tag flags (0) |
+/// | 2 | 2 | tag flags (1: optional) |
 /// | 4 | 4 | size = 40 |
 /// | 8 | 4 | `hvm_flags`: bit 0 = use the 64-bit entry |
 /// | 12 | 4 | `wake_vector`: interrupt vector duet sends a core when it posts an invoke (32–255) |
@@ -59,10 +59,10 @@ impl HvmHeaderTag {
         })
     }
 
-    /// Writes the whole tag (type, flags 0, size, body).
+    /// Writes the whole tag (type, flags 1 = optional, size, body).
     pub fn write(&self, out: &mut [u8; Self::SIZE]) {
         out[0..2].copy_from_slice(&HVM_HEADER_TAG.to_le_bytes());
-        out[2..4].copy_from_slice(&0u16.to_le_bytes());
+        out[2..4].copy_from_slice(&1u16.to_le_bytes());
         out[4..8].copy_from_slice(&(Self::SIZE as u32).to_le_bytes());
         out[8..12].copy_from_slice(&self.hvm_flags.to_le_bytes());
         out[12..16].copy_from_slice(&self.wake_vector.to_le_bytes());

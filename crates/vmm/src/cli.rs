@@ -107,6 +107,8 @@ fn exit_for_error(err: &VmmError) -> ExitCode {
         | VmmError::Boot { .. }
         | VmmError::BootMultiboot2 { .. }
         | VmmError::KernelKind { .. }
+        | VmmError::Layout(_)
+        | VmmError::HrtBoot { .. }
         | VmmError::Unsupported(_) => ExitCode::from(EXIT_CONFIG),
         _ => ExitCode::from(EXIT_VMM),
     }
@@ -160,6 +162,26 @@ fn check(path: &std::path::Path, overrides: &OverrideArgs) -> ExitCode {
                 }
             }
             println!("  cmdline: {}", plan.cmdline);
+            if let Some(hrt) = &plan.hrt {
+                let l = &hrt.layout;
+                println!(
+                    "  hrt: {} vCPU(s), {} MiB at {:#x}..{:#x} (partitioned VM; boots {})",
+                    hrt.vcpus,
+                    l.hrt_ram.len >> 20,
+                    l.hrt_base(),
+                    l.hrt_ram.end(),
+                    if hrt.boot == config::HrtBoot::AtStart { "at start" } else { "on request" }
+                );
+                println!(
+                    "  hrt kernel: {} (Multiboot2, {} entry)",
+                    hrt.kernel_path.display(),
+                    if hrt.entry64() { "64-bit HVM" } else { "32-bit" }
+                );
+                for m in &hrt.modules {
+                    println!("  hrt module: {} ({} bytes) \"{}\"", m.path.display(), m.data.len(), m.string);
+                }
+                println!("  hrt cmdline: {}", hrt.cmdline);
+            }
             println!("  host: {flavor}; PVM workarounds {}", if plan.platform.workarounds { "on" } else { "off" });
             ExitCode::SUCCESS
         }

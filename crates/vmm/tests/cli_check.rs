@@ -135,11 +135,30 @@ fn initramfs_larger_than_memory_is_refused() {
 }
 
 #[test]
-fn ros_and_hrt_together_are_not_supported_yet() {
-    Case::new("both").refuses(
-        "[ros]\nkernel = \"vmlinux\"\n[hrt]\nkernel = \"vmlinux\"\n",
-        &["vm.toml:3", "partitioned VM", "later version"],
+fn partitioned_vms_check_their_hrt_against_its_partition() {
+    let c = Case::new("both");
+    // A Linux kernel in [hrt].
+    c.refuses("[ros]\nkernel = \"vmlinux\"\n[hrt]\nkernel = \"vmlinux\"\n", &["is a Linux kernel", "[ros]"]);
+    // A 32-bit Multiboot2 kernel linked at 2 MiB: inside the ROS's memory, not the HRT's.
+    let mut a = duet_tests::asm32();
+    exit_with(&mut a, 0);
+    c.file("low.elf", &duet_tests::tiny_mb2_kernel(a));
+    c.refuses(
+        "[ros]\nkernel = \"vmlinux\"\nmemory = \"32M\"\n[hrt]\nkernel = \"low.elf\"\n",
+        &["low.elf cannot boot as the HRT", "not inside guest RAM"],
     );
+    // duet's own HRT (64-bit HVM entry) fits; the summary shows both partitions.
+    let hrt = duet_tests::guest_image("hrt.elf");
+    let config = format!(
+        "[ros]\nkernel = \"vmlinux\"\nmemory = \"32M\"\n[hrt]\nvcpus = 2\nmemory = \"64M\"\nkernel = \"{}\"\nboot = \"on-request\"\n",
+        hrt.display()
+    );
+    let (code, stdout, stderr) = c.duet(&["check"], &config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hrt: 2 vCPU(s), 64 MiB at 0x2000000..0x6000000 (partitioned VM; boots on request)"), "{stdout}");
+    assert!(stdout.contains("64-bit HVM entry"), "{stdout}");
+    // Sizes that cannot be laid out.
+    c.refuses("[ros]\nkernel = \"vmlinux\"\n[hrt]\nkernel = \"low.elf\"\nmemory = \"16M\"\nvcpus = 65\n", &["hrt.vcpus", "65"]);
 }
 
 #[test]
