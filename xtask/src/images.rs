@@ -21,6 +21,8 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
     let mut done = Vec::new();
     let init = ros_init(&out)?;
     done.push(init.clone());
+    let hvm = hvm_tool(&out)?;
+    done.push(hvm.clone());
     let hrt = hrt(&out)?;
     // Our HRT must be a Multiboot2 kernel by GRUB's own test, not only by duet's loader.
     apt.ensure_program("grub-file", "grub-common")?;
@@ -28,7 +30,7 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
         .ctx(|| format!("{} is not a Multiboot2 kernel according to grub-file", hrt.display()))?;
     done.push(hrt);
     let busybox = busybox(&mut apt)?;
-    done.push(initramfs(&init, &busybox, &out.join("initramfs.cpio"))?);
+    done.push(initramfs(&init, &hvm, &busybox, &out.join("initramfs.cpio"))?);
     done.extend(kernel::test_kernel(&mut apt, &out)?);
     if cloud {
         done.extend(kernel::cloud_kernel(&mut apt, &out)?);
@@ -36,8 +38,9 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
     Ok(done)
 }
 
-/// Builds the guest program `guests/<name>` (release, its own target dir) and returns the binary's path.
-fn build_guest(name: &str) -> Result<PathBuf> {
+/// Builds the guest program `guests/<name>` (release, its own target dir) and returns the path of its
+/// binary `bin`.
+fn build_guest(name: &str, bin: &str) -> Result<PathBuf> {
     let dir = repo_root().join("guests").join(name);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -54,24 +57,34 @@ fn build_guest(name: &str) -> Result<PathBuf> {
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_TARGET_DIR");
     run(&mut cmd).ctx(|| format!("building guests/{name}"))?;
-    Ok(dir.join("target/x86_64-unknown-linux-gnu/release").join(name))
+    Ok(dir.join("target/x86_64-unknown-linux-gnu/release").join(bin))
 }
 
 /// Builds guests/ros-init (static, release) and copies it to `out/ros-init`.
 pub fn ros_init(out: &Path) -> Result<PathBuf> {
-    let bin = build_guest("ros-init")?;
-    if !is_static_elf(&read(&bin)?) {
-        bail!("{} is not a static x86-64 ELF (crt-static not applied?)", bin.display());
+    static_guest("ros-init", "ros-init", out)
+}
+
+/// Builds guests/hvm-tool (the `hvm` hypercall tool: static, release) and copies it to `out/hvm`.
+pub fn hvm_tool(out: &Path) -> Result<PathBuf> {
+    static_guest("hvm-tool", "hvm", out)
+}
+
+/// Builds a static guest program and copies its binary `bin` to `out/<bin>`.
+fn static_guest(name: &str, bin: &str, out: &Path) -> Result<PathBuf> {
+    let built = build_guest(name, bin)?;
+    if !is_static_elf(&read(&built)?) {
+        bail!("{} is not a static x86-64 ELF (crt-static not applied?)", built.display());
     }
-    let dest = out.join("ros-init");
-    copy(&bin, &dest)?;
+    let dest = out.join(bin);
+    copy(&built, &dest)?;
     Ok(dest)
 }
 
 /// Builds guests/hrt (duet's Multiboot2 kernel, release) and copies it to `out/hrt.elf`.
 pub fn hrt(out: &Path) -> Result<PathBuf> {
     let dest = out.join("hrt.elf");
-    copy(&build_guest("hrt")?, &dest)?;
+    copy(&build_guest("hrt", "hrt")?, &dest)?;
     Ok(dest)
 }
 
@@ -119,12 +132,14 @@ fn applets(busybox: &Path) -> Result<Vec<String>> {
 }
 
 /// Writes the initramfs: /init (ros-init), the usual directories, /dev/console and /dev/null,
-/// /bin/busybox and a /bin/<applet> → busybox link per applet.
-pub fn initramfs(init: &Path, busybox: &Path, dest: &Path) -> Result<PathBuf> {
+/// /bin/hvm (the hypercall tool), /bin/busybox and a /bin/<applet> → busybox link per applet.
+pub fn initramfs(init: &Path, hvm: &Path, busybox: &Path, dest: &Path) -> Result<PathBuf> {
     let init_data = read(init)?;
+    let hvm_data = read(hvm)?;
     let busybox_data = read(busybox)?;
     let applets = applets(busybox)?;
-    let mut w = cpio::Writer::new(Vec::with_capacity(init_data.len() + busybox_data.len() + 64 * 1024));
+    let mut w =
+        cpio::Writer::new(Vec::with_capacity(init_data.len() + hvm_data.len() + busybox_data.len() + 64 * 1024));
     let build = |w: &mut cpio::Writer<Vec<u8>>| -> std::io::Result<()> {
         for d in ["dev", "proc", "sys", "tmp", "bin", "sbin", "usr", "usr/bin", "usr/sbin", "root", "etc"] {
             w.dir(d, if d == "tmp" { 0o1777 } else if d == "root" { 0o700 } else { 0o755 })?;
@@ -132,6 +147,7 @@ pub fn initramfs(init: &Path, busybox: &Path, dest: &Path) -> Result<PathBuf> {
         w.char_dev("dev/console", 0o600, 5, 1)?;
         w.char_dev("dev/null", 0o666, 1, 3)?;
         w.file("init", 0o755, &init_data)?;
+        w.file("bin/hvm", 0o755, &hvm_data)?;
         w.file("bin/busybox", 0o755, &busybox_data)?;
         for a in &applets {
             w.symlink(&format!("bin/{a}"), "busybox")?;

@@ -1,0 +1,80 @@
+//! Latency summaries: nearest-rank percentiles of TSC samples.
+
+use crate::sys::cycles_to_ns;
+
+/// Percentiles and mean of a sample set, in cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Samples.
+    pub n: usize,
+    /// 50th percentile.
+    pub p50: u64,
+    /// 90th.
+    pub p90: u64,
+    /// 99th.
+    pub p99: u64,
+    /// 99.9th.
+    pub p999: u64,
+    /// Mean (rounded down).
+    pub mean: u64,
+}
+
+/// The nearest-rank percentile `num/den` of sorted, non-empty `s`.
+fn rank(s: &[u64], num: usize, den: usize) -> u64 {
+    let r = s.len().saturating_mul(num).div_ceil(den).saturating_sub(1);
+    s.get(r.min(s.len().saturating_sub(1))).copied().unwrap_or(0)
+}
+
+/// Summarizes `samples` (sorted in place); `None` if empty.
+pub fn summarize(samples: &mut [u64]) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let sum: u128 = samples.iter().map(|&c| u128::from(c)).sum();
+    let mean = u64::try_from(sum / samples.len() as u128).unwrap_or(u64::MAX);
+    Some(Summary {
+        n: samples.len(),
+        p50: rank(samples, 500, 1000),
+        p90: rank(samples, 900, 1000),
+        p99: rank(samples, 990, 1000),
+        p999: rank(samples, 999, 1000),
+        mean,
+    })
+}
+
+impl Summary {
+    /// `bench=NAME n=N p50_ns=.. p90_ns=.. p99_ns=.. p999_ns=.. mean_ns=.. p50_cycles=.. p99_cycles=.. tsc_khz=..`.
+    pub fn line(&self, name: &str, khz: u64) -> String {
+        let ns = |c| cycles_to_ns(c, khz);
+        format!(
+            "bench={name} n={} p50_ns={} p90_ns={} p99_ns={} p999_ns={} mean_ns={} p50_cycles={} p99_cycles={} tsc_khz={khz}",
+            self.n,
+            ns(self.p50),
+            ns(self.p90),
+            ns(self.p99),
+            ns(self.p999),
+            ns(self.mean),
+            self.p50,
+            self.p99
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut s: Vec<u64> = (1..=1000).rev().collect();
+        let x = summarize(&mut s).unwrap_or_else(|| unreachable!());
+        assert_eq!((x.n, x.p50, x.p90, x.p99, x.p999, x.mean), (1000, 500, 900, 990, 999, 500));
+        let mut one = [7];
+        let x = summarize(&mut one).unwrap_or_else(|| unreachable!());
+        assert_eq!((x.p50, x.p999, x.mean), (7, 7, 7));
+        assert_eq!(summarize(&mut []), None);
+        assert_eq!(x.line("t", 1_000_000).split(' ').next(), Some("bench=t"));
+        assert_eq!(cycles_to_ns(3_000, 3_000_000), 1_000);
+    }
+}
