@@ -1,7 +1,7 @@
 //! The hypercall instruction: one `out 0xe4, eax` with the arguments in registers.
 //!
 //! Works in ring 0 (the HRT) and in Linux user space once the process has called
-//! `ioperm(0xe4, 1, 1)` (root). Nothing here allocates or needs `std`.
+//! `ioperm(0xe4, 4, 1)` (the 4-byte `out` covers ports 0xe4–0xe7) (root). Nothing here allocates or needs `std`.
 
 use crate::{HcallError, Op};
 

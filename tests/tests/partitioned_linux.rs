@@ -1,0 +1,92 @@
+//! The partitioned VM with a real Linux ROS (duet's lean test kernel) driving duet's HRT from user space
+//! with the `hvm` tool (guests/hvm-tool): both kernels boot in one VM and each reports its own view;
+//! a root process cannot read or write the HRT's memory through /dev/mem; the HRT runs functions,
+//! faults on purpose, is rebooted and booted on request. Two Linux boots (1+1 and 1+2 vCPUs), each
+//! running every check it can, since Linux boots are expensive where guest ring 0 is emulated.
+
+use std::time::Duration;
+
+use duet_tests::guest_image;
+use vmm::ExitReason;
+
+/// Generous: on a PVM host guest ring 0 is emulated and a boot takes about a minute.
+const LIMIT: Duration = Duration::from_secs(1500);
+
+fn partitioned(hrt_vcpus: u32, boot: config::HrtBoot, script: &str) -> (vmm::Outcome, String) {
+    let mut ros = config::RosConfig::new(guest_image("vmlinux-test"));
+    ros.memory = 256 << 20;
+    ros.initramfs = Some(guest_image("initramfs.cpio"));
+    // The script is one double-quoted init argument: Linux passes at most 32 arguments to init.
+    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off duet.expect_cpus=1 -- \"{script}\"");
+    let mut cfg = config::Config::from_ros(ros);
+    let mut hrt = config::HrtConfig::new(guest_image("hrt.elf"));
+    hrt.vcpus = hrt_vcpus;
+    hrt.memory = 64 << 20;
+    hrt.cmdline = "hello".into();
+    hrt.boot = boot;
+    cfg.hrt = Some(hrt);
+    cfg.console.output = config::ConsoleOutput::Capture;
+    cfg.console.input = false;
+    let out = vmm::Vm::new(&cfg).expect("build the VM").run(Some(LIMIT)).expect("run the VM");
+    let text = out.console_text();
+    (out, text)
+}
+
+fn has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in the console:\n{text}");
+}
+
+#[test]
+fn linux_drives_the_hrt_and_cannot_touch_its_memory() {
+    let script = "hvm info; hvm status; hvm invoke 1 41; \
+        a=$(hvm invoke 3); a=${a#*result=}; a=${a%% *}; echo canary-at $a; \
+        echo ros-read $(devmem $a 64); devmem $a 64 0; devmem $a 32 0x5a5a5a5a; \
+        echo ros-page-not-ff $(dd if=/dev/mem bs=4096 skip=$((a/4096)) count=1 2>/dev/null | od -An -tx1 -v | grep -cv 'ff ff ff ff ff ff ff ff ff ff ff ff ff ff ff ff'); \
+        hvm invoke 2; \
+        hvm invoke --timeout 3 5; echo invoke-fault-status $?; hvm status; hvm events; \
+        hvm reboot --wait 60 && hvm invoke 1 1; hvm status; \
+        hvm raw 99; hvm raw 5 0 0 9; hvm raw 1 0 616; hvm flood 2000; exit 0";
+    let (out, text) = partitioned(1, config::HrtBoot::AtStart, script);
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
+    // Each kernel's own view: Linux sees one CPU and its 256 MiB; the HRT sees its cores and all memory.
+    has(&text, "duet-init: cpus online: 0 (1)");
+    has(&text, "hrt: hvm: hrt cores 1 apic ids 1");
+    has(&text, "hrt: hvm: hrt ram base=0x10000000 length=0x4000000");
+    has(&text, "hrt: hvm: ros ram base=0x0 length=0x10000000");
+    has(&text, "hrt: hello from the HRT");
+    has(&text, "hrt.cores=1");
+    has(&text, "hrt.ram=0x10000000+0x4000000");
+    has(&text, "state=ready detail=0 boots=1");
+    has(&text, "result=0x2a (42)");
+    // Isolation: /dev/mem reads of the HRT's canary page give all ones, and the writes changed nothing.
+    has(&text, "ros-read 0xFFFFFFFFFFFFFFFF");
+    has(&text, "ros-page-not-ff 0");
+    has(&text, "result=0x48525443414e4152");
+    // A triple fault on purpose: no result, the HRT is faulted (1 = triple fault), Linux carries on.
+    has(&text, "invoke-fault-status 1");
+    has(&text, "state=faulted detail=1 boots=1");
+    has(&text, "name=hrt-fault");
+    has(&text, "result=0x2 (2)");
+    has(&text, "state=ready detail=0 boots=2");
+    // Hostile calls from user space get errors; a flood is answered.
+    has(&text, "UNKNOWN_OP");
+    has(&text, "BAD_CPU");
+    has(&text, "BAD_ADDRESS");
+    has(&text, "flood=2000");
+}
+
+#[test]
+fn linux_boots_the_hrt_on_request_and_invokes_every_core() {
+    let script = "hvm status; hvm invoke 0 1; hvm boot --wait 60 && hvm invoke --all 7; hvm status; exit 0";
+    let (out, text) = partitioned(2, config::HrtBoot::OnRequest, script);
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
+    has(&text, "state=not-booted detail=0 boots=0");
+    has(&text, "BAD_STATE");
+    has(&text, "ready_after_us=");
+    has(&text, "core=0 seq=1 result=0x1 (1)");
+    has(&text, "core=1 seq=1 result=0x2 (2)");
+    has(&text, "hrt: hvm: hrt cores 2 apic ids 1,2");
+    has(&text, "state=ready detail=0 boots=1");
+    let hrt_lines = text.lines().filter(|l| l.starts_with("hrt: hvm: 64-bit entry")).count();
+    assert_eq!(hrt_lines, 1, "the HRT booted once, on request:\n{text}");
+}
