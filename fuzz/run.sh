@@ -1,7 +1,10 @@
 #!/bin/sh
-# Bounded fuzz run of the Multiboot2 loader (header + ELF/a.out + load + info structure).
-# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Usage: fuzz/run.sh [seconds]
+# Bounded fuzz runs: the Multiboot2 loader (header + ELF/a.out + load + info structure), then the hypercall
+# decoder and the guest page walk (a hostile ROS's registers and page tables).
+# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Usage: fuzz/run.sh [seconds each]
 set -eu
 cd "$(dirname "$0")"
 python3 make_seeds.py
-exec cargo +nightly fuzz run multiboot2 -- -max_total_time="${1:-60}"
+cargo +nightly fuzz run multiboot2 -- -max_total_time="${1:-60}"
+mkdir -p corpus/hypercall
+exec cargo +nightly fuzz run hypercall -- -max_total_time="${1:-60}"

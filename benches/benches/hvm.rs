@@ -1,0 +1,112 @@
+//! The partitioned VM's control path, measured inside one VM run: a Linux ROS (1 vCPU) beside duet's
+//! HRT (1 vCPU), with the `hvm` tool in Linux running each micro-benchmark and printing percentiles.
+//!
+//! `cargo bench -p duet-benches --bench hvm` (needs `cargo xtask images`); `DUET_HVM_ITERS` (default
+//! 10000) sets the samples per latency benchmark. Prints a table with the baselines of the same run
+//! (a raw user-space VM exit; a cache-line ping-pong between the ROS core and the HRT core) and writes
+//! `target/bench/hvm.json`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use duet_benches::{guest_image, repo_root};
+
+/// What each benchmark is, in the order the table shows them.
+const BENCHES: [(&str, &str); 7] = [
+    ("exit", "baseline: user-space VM exit round trip (ROS process, `out` to an unclaimed port)"),
+    ("pingpong", "baseline: cache-line ping-pong round trip, ROS core ↔ HRT core"),
+    ("null", "null hypercall (VERSION) from ROS user space"),
+    ("hrt-null", "null hypercall (VERSION) from the HRT (ring 0)"),
+    ("invoke", "invoke round trip, sync (ROS → HRT echo → completion record)"),
+    ("invoke-async", "invoke round trip, async (INVOKE, then INVOKE_RESULT polls)"),
+    ("reboot", "HRT reboot as seen by the ROS (HRT_REBOOT → HRT_STATUS ready)"),
+];
+
+fn fail(msg: &str) -> ! {
+    eprintln!("hvm bench: {msg}");
+    std::process::exit(1)
+}
+
+/// `bench=NAME k=v ...` lines from the console.
+fn parse(console: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for line in console.lines() {
+        let Some(rest) = line.trim().strip_prefix("bench=") else { continue };
+        let mut words = rest.split_whitespace();
+        let Some(name) = words.next() else { continue };
+        let fields = words.filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        out.insert(name.to_string(), fields);
+    }
+    out
+}
+
+fn main() {
+    let iters: u64 = std::env::var("DUET_HVM_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000).max(100);
+    let image = |n: &str| guest_image(n).unwrap_or_else(|e| fail(&e));
+    let script = format!(
+        "hvm bench exit --iters {iters}; hvm bench pingpong --iters {iters}; hvm bench null --iters {iters}; \
+         hvm bench hrt-null --iters {iters}; hvm bench invoke --iters {iters}; hvm bench invoke-async --iters {iters}; \
+         hvm bench reboot --iters 20; exit 0"
+    );
+    let mut ros = config::RosConfig::new(image("vmlinux-test"));
+    ros.memory = 256 << 20;
+    ros.initramfs = Some(image("initramfs.cpio"));
+    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off -- \"{script}\"");
+    let mut cfg = config::Config::from_ros(ros);
+    let mut hrt = config::HrtConfig::new(image("hrt.elf"));
+    hrt.memory = 64 << 20;
+    cfg.hrt = Some(hrt);
+    cfg.console.output = config::ConsoleOutput::Capture;
+    cfg.console.input = false;
+    let out = vmm::Vm::new(&cfg)
+        .and_then(|vm| vm.run(Some(Duration::from_secs(1800))))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let console = out.console_text();
+    if out.reason != vmm::ExitReason::Exit(0) {
+        let tail: Vec<&str> = console.lines().rev().take(30).collect();
+        fail(&format!("the VM ended with {}; console tail:\n{}", out.reason, tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    }
+    let results = parse(&console);
+    let get = |name: &str, key: &str| results.get(name).and_then(|f| f.get(key)).and_then(|v| v.parse::<f64>().ok());
+    let cpu = vmm::platform::cpu_model();
+    println!("hvm: {} on {cpu}; ROS 1 vCPU + HRT 1 vCPU (separate KVM VMs), {iters} samples per latency", out.flavor);
+    println!("| what | n | p50 | p90 | p99 | p99.9 | mean | p50 cycles | p50 / exit |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let exit_p50 = get("exit", "p50_ns");
+    let us = |v: Option<f64>| v.map_or("—".to_string(), |ns| format!("{:.2} µs", ns / 1e3));
+    let mut json = Vec::new();
+    for (name, what) in BENCHES.iter() {
+        let p50 = get(name, "p50_ns");
+        let ratio = match (p50, exit_p50) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "—".into(),
+        };
+        println!(
+            "| {what} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
+            get(name, "n").map_or("—".into(), |n| format!("{n:.0}")),
+            us(p50),
+            us(get(name, "p90_ns")),
+            us(get(name, "p99_ns")),
+            us(get(name, "p999_ns")),
+            us(get(name, "mean_ns")),
+            get(name, "p50_cycles").map_or("—".into(), |c| format!("{c:.0}")),
+        );
+        let fields: Vec<String> = results
+            .get(*name)
+            .map(|f| f.iter().map(|(k, v)| format!("\"{k}\":{}", v.parse::<f64>().map_or(format!("{v:?}"), |x| x.to_string()))).collect())
+            .unwrap_or_default();
+        json.push(format!("\"{name}\":{{{}}}", fields.join(",")));
+    }
+    if let (Some(inv), Some(pp)) = (get("invoke", "p50_ns"), get("pingpong", "p50_ns")) {
+        println!("\nsync invoke p50 / ping-pong p50 = {:.2} (target ≤ 2)", inv / pp);
+    }
+    let json = format!(
+        "{{\"version\":1,\"bench\":\"hvm\",\"kvm_flavor\":\"{}\",\"cpu\":{cpu:?},\"iters\":{iters},\"results\":{{{}}}}}\n",
+        out.flavor,
+        json.join(",")
+    );
+    let dir = repo_root().join("target/bench");
+    if std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("hvm.json"), json)).is_err() {
+        eprintln!("hvm bench: cannot write target/bench/hvm.json");
+    }
+}
