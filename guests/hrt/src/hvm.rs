@@ -13,7 +13,8 @@
 //! `done`; if they differ run the function, write `result`, `done = seq`, the caller's completion
 //! record and (if asked) hypercall INVOKE_DONE; else `sti; hlt` until the wake-up interrupt
 //! (whose handler only sends the EOI). The kernel writes no memory outside its partition except
-//! completion records (checked to lie in ROS RAM) and invoke function 8's pong word.
+//! completion records (checked to lie in ROS RAM), invoke function 8's pong word and invoke
+//! function 10's sample buffer (both checked the same way).
 
 use core::arch::asm;
 use core::mem::MaybeUninit;
@@ -272,6 +273,7 @@ fn invoke(func: u64, arg: u64) -> u64 {
         7 => (lapic_read(LAPIC_ID) >> 24) as u64,
         8 => ping_pong(arg),
         9 => rdtsc(),
+        10 => hypercall_bench(arg),
         _ => u64::MAX,
     }
 }
@@ -312,6 +314,45 @@ fn ping_pong(addr: u64) -> u64 {
         last = v;
         rounds += 1;
     }
+}
+
+/// Most calls function 10 makes per invoke: `n` plus its samples fill one 4 KiB page.
+const HCALL_BENCH_MAX: u64 = 511;
+
+/// The TSC, ordered against the instructions around it (`lfence; rdtsc; lfence`; fences are
+/// emulated on PVM, unlike `rdtscp`). Not `nomem`: a compiler barrier as well.
+#[inline(always)]
+fn rdtsc_fenced() -> u64 {
+    let (lo, hi): (u32, u32);
+    unsafe { asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack, preserves_flags)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// Function 10: `addr` = guest-physical address of an 8-aligned buffer of ROS RAM: u64 n at +0
+/// (1..=511), then this core makes n null hypercalls (VERSION) from ring 0, each timed with the
+/// fenced TSC, and writes the cycles of call i to +8·(1 + i). Returns n (fewer: the calls timed
+/// before one failed); u64::MAX at once if the 8 + 8·n bytes are not 8-aligned in one ROS RAM
+/// range or n is out of range.
+fn hypercall_bench(addr: u64) -> u64 {
+    if !addr.is_multiple_of(8) || !in_ros_ram(addr, 8) {
+        return u64::MAX;
+    }
+    let n = unsafe { read_volatile(addr as *const u64) };
+    if !(1..=HCALL_BENCH_MAX).contains(&n) || !in_ros_ram(addr, 8 * (1 + n)) {
+        return u64::MAX;
+    }
+    let samples = (addr + 8) as *mut u64;
+    for i in 0..n {
+        let t0 = rdtsc_fenced();
+        let r = unsafe { client::hypercall(Op::Version, [0; 5]) };
+        let t1 = rdtsc_fenced();
+        if r.is_err() {
+            return i;
+        }
+        unsafe { write_volatile(samples.add(i as usize), t1.wrapping_sub(t0)) };
+    }
+    fence(Ordering::Release);
+    n
 }
 
 /// The `smp` command in a partitioned VM: duet started the cores (no trampoline: low memory is

@@ -5,18 +5,26 @@
 //! - `invoke`: a sync invoke of HRT function 0 (echo) on one core, until its completion record says so.
 //! - `pingpong`: HRT function 8 runs on one core against a 128-byte buffer of ours (by guest-physical
 //!   address); a round is our `ping = i` until the HRT's `pong == i`.
+//! - `hrt-null`: HRT function 10 makes up to 511 VERSION hypercalls per invoke from its ring 0 and
+//!   writes the cycles of each into a locked page of ours (by guest-physical address); the samples
+//!   are the HRT's own counts (the TSCs of both partitions agree).
+//! - `invoke-async`: an echo invoke without a completion record, then INVOKE_RESULT until the core's
+//!   done sequence number is the invoke's.
+//! - `reboot`: HRT_REBOOT, then HRT_STATUS until the HRT is ready again (fails if it exits or
+//!   faults).
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hvm_abi::Op;
+use hvm_abi::{HrtState, Op};
 
-use crate::cli::{BenchArgs, BenchKind};
+use crate::cli::{BenchArgs, BenchKind, DEFAULT_WAIT, HRT_NULL_PER_INVOKE};
 use crate::hcall::Port;
+use crate::info::{query, status_line};
 use crate::invoke::{cells, spin_until};
 use crate::stats::summarize;
-use crate::sys::{calibrate_tsc_khz, guest_physical, rdtsc};
+use crate::sys::{calibrate_tsc_khz, guest_physical, mlock, rdtsc};
 use crate::Error;
 
 /// How long one round (or the final collection) may take before the bench gives up.
@@ -25,6 +33,17 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 const FUNC_ECHO: u64 = 0;
 /// HRT function 8: ping-pong.
 const FUNC_PINGPONG: u64 = 8;
+/// HRT function 10: null hypercalls from the HRT's ring 0, timed there.
+const FUNC_HCALL_BENCH: u64 = 10;
+/// How often (in polls) a polling loop looks at the clock for its deadline.
+const CLOCK_EVERY: u32 = 64;
+
+/// HRT function 10's buffer: `n` in word 0, the cycles of call i in word 1 + i. One page,
+/// page-aligned, so that its guest-physical address covers all of it.
+#[repr(C, align(4096))]
+struct HcallPage([AtomicU64; 1 + HRT_NULL_PER_INVOKE]);
+
+const _: () = assert!(core::mem::size_of::<HcallPage>() == 4096);
 
 /// The ping-pong region: `ping` at +0, `pong` at +64, 128-byte aligned (so inside one page).
 #[derive(Default)]
@@ -82,6 +101,9 @@ pub fn run(port: &Port, b: &BenchArgs) -> Result<(), Error> {
         })?,
         BenchKind::Invoke => invoke(port, b)?,
         BenchKind::PingPong => return pingpong(port, b, khz),
+        BenchKind::HrtNull => hrt_null(port, b)?,
+        BenchKind::InvokeAsync => invoke_async(port, b)?,
+        BenchKind::Reboot => return reboot(port, b, khz),
     };
     let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
     out!("{}", summary.line(b.kind.name(), khz));
@@ -157,6 +179,161 @@ fn pingpong(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     out!("pingpong.rounds={hrt_rounds} expected={ours} gpa={gpa:#x}");
     if hrt_rounds != ours {
         return Err(Error::failed(format!("the HRT counted {hrt_rounds} rounds, we made {ours}")));
+    }
+    Ok(())
+}
+
+/// `b.warmup` then `b.iters` samples from HRT function 10, in invokes of at most
+/// [`HRT_NULL_PER_INVOKE`] calls (the warm-up in invokes of its own); returns the timed ones.
+fn hrt_null(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
+    let page = Box::new(HcallPage(std::array::from_fn(|_| AtomicU64::new(0))));
+    let addr = &*page as *const HcallPage as usize;
+    mlock(addr, core::mem::size_of::<HcallPage>())?;
+    let gpa = guest_physical(addr)?;
+    let record = cells(1);
+    let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
+    // One invoke of `n` calls; the samples go to `keep` (none: warm-up).
+    let batch = |n: usize, keep: Option<&mut Vec<u64>>| -> Result<(), Error> {
+        page.0[0].store(n as u64, Ordering::Relaxed);
+        cell.seq.store(0, Ordering::Relaxed);
+        let deadline = Instant::now() + ROUND_TIMEOUT;
+        let seq = port.invoke(FUNC_HCALL_BENCH, gpa, b.core, 0, Some(&record))?;
+        if let Err(seen) = spin_until(cell, deadline, |s| s == seq) {
+            return Err(Error::failed(format!(
+                "no result after {} s from core {} (function 10, n={n}, invoke seq {seq}, completion seq {seen})",
+                ROUND_TIMEOUT.as_secs(),
+                b.core
+            )));
+        }
+        match cell.result.load(Ordering::Acquire) {
+            r if r == n as u64 => {}
+            u64::MAX => {
+                return Err(Error::failed(format!(
+                    "HRT function 10 on core {} refused the buffer at guest-physical {gpa:#x} (n={n})",
+                    b.core
+                )))
+            }
+            r => return Err(Error::failed(format!("HRT function 10 on core {} made {r} of {n} hypercalls", b.core))),
+        }
+        if let Some(keep) = keep {
+            keep.extend(page.0.iter().skip(1).take(n).map(|c| c.load(Ordering::Relaxed)));
+        }
+        Ok(())
+    };
+    let mut left = b.warmup;
+    while left > 0 {
+        let n = left.min(HRT_NULL_PER_INVOKE);
+        batch(n, None)?;
+        left -= n;
+    }
+    let mut samples = Vec::new();
+    samples.try_reserve_exact(b.iters).map_err(|_| Error::failed(format!("no memory for {} samples", b.iters)))?;
+    while samples.len() < b.iters {
+        let n = (b.iters - samples.len()).min(HRT_NULL_PER_INVOKE);
+        batch(n, Some(&mut samples))?;
+    }
+    Ok(samples)
+}
+
+/// Echo invokes of i on `b.core` without a completion record (RDI = 0), each polled with
+/// INVOKE_RESULT until the core's done sequence number (RCX) is the invoke's; checked.
+fn invoke_async(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
+    let mut polls = 0u64;
+    let timed = rounds(b, |i| {
+        let deadline = Instant::now() + ROUND_TIMEOUT;
+        let mut n = 0u32;
+        let t0 = rdtsc();
+        let seq = port.invoke(FUNC_ECHO, i, b.core, 0, None)?;
+        let r = loop {
+            let r = port.call(Op::InvokeResult, [b.core, 0, 0, 0, 0])?;
+            n = n.wrapping_add(1);
+            if r.rcx == seq {
+                break r;
+            }
+            if n.is_multiple_of(CLOCK_EVERY) && Instant::now() >= deadline {
+                return Err(Error::failed(format!(
+                    "no result after {} s from core {} (invoke seq {seq}, done seq {})",
+                    ROUND_TIMEOUT.as_secs(),
+                    b.core,
+                    r.rcx
+                )));
+            }
+        };
+        let t1 = rdtsc();
+        if r.rbx != i {
+            return Err(Error::failed(format!("echo({i}) on core {} returned {}", b.core, r.rbx)));
+        }
+        if i > b.warmup as u64 {
+            polls = polls.saturating_add(u64::from(n));
+        }
+        Ok(t1.wrapping_sub(t0))
+    })?;
+    out!("invoke-async.polls={polls} rounds={}", timed.len());
+    Ok(timed)
+}
+
+/// HRT_REBOOT, then HRT_STATUS (as fast as it answers) until the HRT is ready after a boot newer
+/// than the request; an exited or faulted HRT fails the bench. After each round (untimed) a sync
+/// echo invoke on core 0: the new HRT serves invokes, and it is idle in its service loop when the
+/// next reboot comes. (duet's HRT prints `hrt: hvm: ready` after HRT_READY; a reboot that stops a
+/// core in the middle of that port output has been seen to resume the new boot at the old
+/// instruction stream and triple-fault it, so rounds do not reboot a printing HRT.) Then the
+/// status line.
+fn reboot(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
+    let record = cells(1);
+    let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
+    let settle = |i: u64| -> Result<(), Error> {
+        cell.seq.store(0, Ordering::Relaxed);
+        let seq = port.invoke(FUNC_ECHO, i, 0, 0, Some(&record))?;
+        if let Err(seen) = spin_until(cell, Instant::now() + ROUND_TIMEOUT, |s| s == seq) {
+            return Err(Error::failed(format!(
+                "reboot {i}: no echo from core 0 after {} s (invoke seq {seq}, completion seq {seen}): {}",
+                ROUND_TIMEOUT.as_secs(),
+                status_line(&query(port)?)
+            )));
+        }
+        match cell.result.load(Ordering::Acquire) {
+            r if r == i => Ok(()),
+            r => Err(Error::failed(format!("reboot {i}: echo({i}) on core 0 returned {r}"))),
+        }
+    };
+    let mut samples = rounds(b, |i| {
+        let boots_before = query(port)?.rdx;
+        let deadline = Instant::now() + DEFAULT_WAIT;
+        let mut n = 0u32;
+        let t0 = rdtsc();
+        port.call(Op::HrtReboot, [0; 5])?;
+        loop {
+            let r = query(port)?;
+            match HrtState::from_raw(r.rbx) {
+                // The request sets Booting at once; Ready counts after a boot newer than it.
+                Some(HrtState::Ready) if r.rdx > boots_before => {
+                    let cycles = rdtsc().wrapping_sub(t0);
+                    settle(i)?;
+                    return Ok(cycles);
+                }
+                Some(HrtState::Exited | HrtState::Faulted) => {
+                    return Err(Error::failed(format!("reboot {i}: HRT did not become ready: {}", status_line(&r))))
+                }
+                _ => {}
+            }
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(CLOCK_EVERY) && Instant::now() >= deadline {
+                return Err(Error::failed(format!(
+                    "reboot {i}: HRT not ready after {} s: {} (boots before: {boots_before})",
+                    DEFAULT_WAIT.as_secs(),
+                    status_line(&r)
+                )));
+            }
+            spin_loop();
+        }
+    })?;
+    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
+    out!("{}", summary.line(BenchKind::Reboot.name(), khz));
+    let r = query(port)?;
+    out!("{}", status_line(&r));
+    if matches!(HrtState::from_raw(r.rbx), Some(HrtState::Exited | HrtState::Faulted)) {
+        return Err(Error::failed(format!("the HRT ended up {}", status_line(&r))));
     }
     Ok(())
 }

@@ -22,20 +22,30 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   exit    STATUS                         end the VM with STATUS
   raw     OP [RBX RCX RDX RSI RDI]       one hypercall with any register values (a probe; exit 0)
   flood   N                              N VERSION hypercalls
-  bench   null|exit|invoke|pingpong [--core N] [--iters N] [--warmup N]
+  bench   null|exit|invoke|pingpong|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
                                          latency: VERSION, a plain port exit, a sync echo invoke,
-                                         a ping-pong with HRT function 8 through shared memory
+                                         a ping-pong with HRT function 8 through shared memory,
+                                         VERSION from the HRT's ring 0 (function 10), an echo
+                                         invoke polled with INVOKE_RESULT, HRT_REBOOT until ready
+                                         (reboot: 20 iterations, 1 warm-up by default; hrt-null:
+                                         --warmup counts samples, one invoke's worth by default)
   help                                   this text
-Needs root (ioperm of ports 0xe4-0xe7, mlockall); bench pingpong reads /proc/self/pagemap.";
+Needs root (ioperm of ports 0xe4-0xe7, mlockall); bench pingpong and hrt-null read /proc/self/pagemap.";
 
 /// Default `--wait` of boot, reboot, replace.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// Default `--timeout` of a sync invoke.
 pub const DEFAULT_INVOKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `--iters` of a bench.
+/// Default `--iters` of a bench (but `reboot`).
 pub const DEFAULT_ITERS: usize = 10_000;
-/// Default `--warmup` of a bench.
+/// Default `--warmup` of a bench (but `reboot` and `hrt-null`).
 pub const DEFAULT_WARMUP: usize = 1_000;
+/// Default `--iters` of `bench reboot`.
+pub const DEFAULT_REBOOT_ITERS: usize = 20;
+/// Default `--warmup` of `bench reboot`.
+pub const DEFAULT_REBOOT_WARMUP: usize = 1;
+/// Most samples one invoke of HRT function 10 (`bench hrt-null`) takes.
+pub const HRT_NULL_PER_INVOKE: usize = 511;
 /// Most `--iters` (or `--warmup`) a bench takes; the samples are kept in locked memory.
 pub const MAX_ITERS: usize = 1_000_000;
 
@@ -87,6 +97,12 @@ pub enum BenchKind {
     Invoke,
     /// Rounds with HRT function 8.
     PingPong,
+    /// VERSION from the HRT's ring 0, timed there (HRT function 10).
+    HrtNull,
+    /// An echo invoke without a completion record, polled with INVOKE_RESULT.
+    InvokeAsync,
+    /// HRT_REBOOT, then HRT_STATUS until ready.
+    Reboot,
 }
 
 impl BenchKind {
@@ -97,6 +113,26 @@ impl BenchKind {
             BenchKind::Exit => "exit",
             BenchKind::Invoke => "invoke",
             BenchKind::PingPong => "pingpong",
+            BenchKind::HrtNull => "hrt-null",
+            BenchKind::InvokeAsync => "invoke-async",
+            BenchKind::Reboot => "reboot",
+        }
+    }
+
+    /// `--iters` when not given.
+    pub fn default_iters(self) -> usize {
+        match self {
+            BenchKind::Reboot => DEFAULT_REBOOT_ITERS,
+            _ => DEFAULT_ITERS,
+        }
+    }
+
+    /// `--warmup` when not given (`hrt-null`: samples, those of one invoke).
+    pub fn default_warmup(self, iters: usize) -> usize {
+        match self {
+            BenchKind::Reboot => DEFAULT_REBOOT_WARMUP,
+            BenchKind::HrtNull => iters.min(HRT_NULL_PER_INVOKE),
+            _ => DEFAULT_WARMUP,
         }
     }
 }
@@ -106,11 +142,11 @@ impl BenchKind {
 pub struct BenchArgs {
     /// Which bench.
     pub kind: BenchKind,
-    /// HRT core (invoke, pingpong).
+    /// HRT core (invoke, pingpong, hrt-null, invoke-async).
     pub core: u64,
-    /// Timed rounds.
+    /// Timed rounds (hrt-null: samples).
     pub iters: usize,
-    /// Untimed rounds first.
+    /// Untimed rounds first (hrt-null: samples, taken by invokes of their own).
     pub warmup: usize,
 }
 
@@ -397,13 +433,21 @@ fn parse_bench(rest: &[String]) -> Result<Cmd, Error> {
         "exit" => BenchKind::Exit,
         "invoke" => BenchKind::Invoke,
         "pingpong" => BenchKind::PingPong,
-        other => return Err(Error::usage(format!("bench: unknown bench {other:?} (null, exit, invoke, pingpong)"))),
+        "hrt-null" => BenchKind::HrtNull,
+        "invoke-async" => BenchKind::InvokeAsync,
+        "reboot" => BenchKind::Reboot,
+        other => {
+            return Err(Error::usage(format!(
+                "bench: unknown bench {other:?} (null, exit, invoke, pingpong, hrt-null, invoke-async, reboot)"
+            )))
+        }
     };
+    let iters = s.value("iters").map(|v| parse_count("--iters", v, 1)).transpose()?.unwrap_or(kind.default_iters());
     Ok(Cmd::Bench(BenchArgs {
         kind,
         core: s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0),
-        iters: s.value("iters").map(|v| parse_count("--iters", v, 1)).transpose()?.unwrap_or(DEFAULT_ITERS),
-        warmup: s.value("warmup").map(|v| parse_count("--warmup", v, 0)).transpose()?.unwrap_or(DEFAULT_WARMUP),
+        iters,
+        warmup: s.value("warmup").map(|v| parse_count("--warmup", v, 0)).transpose()?.unwrap_or(kind.default_warmup(iters)),
     }))
 }
 
@@ -471,6 +515,18 @@ mod tests {
         let Ok(Cmd::Bench(b)) = p("bench pingpong --core 1 --iters 100 --warmup 0") else { unreachable!() };
         assert_eq!((b.kind, b.core, b.iters, b.warmup), (BenchKind::PingPong, 1, 100, 0));
         assert!(matches!(p("bench null --iters 0"), Err(Error::Usage(_))));
+        let Ok(Cmd::Bench(b)) = p("bench null") else { unreachable!() };
+        assert_eq!((b.iters, b.warmup), (DEFAULT_ITERS, DEFAULT_WARMUP));
+        let Ok(Cmd::Bench(b)) = p("bench reboot") else { unreachable!() };
+        assert_eq!((b.kind, b.iters, b.warmup), (BenchKind::Reboot, 20, 1));
+        let Ok(Cmd::Bench(b)) = p("bench reboot --iters 5 --warmup 0") else { unreachable!() };
+        assert_eq!((b.iters, b.warmup), (5, 0));
+        let Ok(Cmd::Bench(b)) = p("bench hrt-null --core 1 --iters 2000") else { unreachable!() };
+        assert_eq!((b.kind, b.core, b.iters, b.warmup), (BenchKind::HrtNull, 1, 2000, 511));
+        let Ok(Cmd::Bench(b)) = p("bench hrt-null --iters 100") else { unreachable!() };
+        assert_eq!(b.warmup, 100);
+        let Ok(Cmd::Bench(b)) = p("bench invoke-async --iters 7") else { unreachable!() };
+        assert_eq!((b.kind, b.kind.name(), b.iters, b.warmup), (BenchKind::InvokeAsync, "invoke-async", 7, DEFAULT_WARMUP));
         assert!(matches!(p("bench warp"), Err(Error::Usage(_))));
         assert!(matches!(p("frobnicate"), Err(Error::Usage(_))));
     }

@@ -29,6 +29,17 @@ pub fn mlockall() -> Result<(), Error> {
     Ok(())
 }
 
+/// `mlock(addr, len)`: a buffer the HRT writes by guest-physical address must stay where
+/// /proc/self/pagemap saw it (mlockall already covers it; this says so for the one buffer).
+pub fn mlock(addr: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: a plain syscall on our own mapping; it changes no memory contents.
+    if unsafe { libc::mlock(addr as *const libc::c_void, len) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::failed(format!("mlock({addr:#x}, {len}): {e}")));
+    }
+    Ok(())
+}
+
 /// The guest-physical address of the byte at `addr` in our address space, from /proc/self/pagemap
 /// (present bit 63, PFN in bits 0–54; the PFN reads as 0 without CAP_SYS_ADMIN).
 pub fn guest_physical(addr: usize) -> Result<u64, Error> {
