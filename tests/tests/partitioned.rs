@@ -253,6 +253,19 @@ fn a_faulting_hrt_is_contained_and_rebooted() {
     r.op(Op::HrtBoot, [0; 5]);
     r.wait_state(HrtState::Ready);
     r.mark(9, rdx);
+    // Reboots back to back, each as soon as the HRT says it is ready (it is still printing then): every
+    // boot must start clean.
+    r.a.mov(r13, 20u64).expect("asm");
+    let mut again = r.a.create_label();
+    r.a.set_label(&mut again).expect("asm");
+    r.op(Op::HrtReboot, [0; 5]);
+    r.wait_state(HrtState::Ready);
+    r.a.dec(r13).expect("asm");
+    r.a.jnz(again).expect("asm");
+    r.invoke_sync(1, 5, 0);
+    r.mark(10, rbx);
+    r.op(Op::HrtStatus, [0; 5]);
+    r.mark(11, rdx);
     r.op(Op::Exit, [0, 0, 0, 0, 0]);
     exit_with(&mut r.a, 1);
     let out = partitioned("fault", r.a, 1);
@@ -268,6 +281,8 @@ fn a_faulting_hrt_is_contained_and_rebooted() {
         code(7, 100),
         code(8, 0x8e),
         code(9, 3),
+        code(10, 6),
+        code(11, 23),
     ];
     assert_eq!(ros_marks(&out), want, "{text}");
 }

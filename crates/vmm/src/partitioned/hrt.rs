@@ -34,7 +34,20 @@ pub struct HrtVcpu {
     pub bus: Arc<PioBus>,
 }
 
-fn reset(v: &HrtVcpu, entry: Option<&BootEntry>) -> Result<(), String> {
+/// Lets KVM finish what the vCPU was in the middle of (a port write whose exit the thread served just
+/// before it parked): KVM completes pending I/O on the next KVM_RUN and would then overwrite the entry
+/// state `reset` sets. With `immediate_exit`, KVM_RUN completes it and returns at once.
+fn complete_pending_io(v: &mut HrtVcpu) {
+    v.fd.set_kvm_immediate_exit(1);
+    match v.fd.run() {
+        Err(e) if e.errno() == libc::EINTR => {}
+        other => log::debug!("hrt: core {}: completing pending I/O: {other:?}", v.core),
+    }
+    v.fd.set_kvm_immediate_exit(0);
+}
+
+fn reset(v: &mut HrtVcpu, entry: Option<&BootEntry>) -> Result<(), String> {
+    complete_pending_io(v);
     let id = v.core as u8;
     let err = |what: &str, e: kvm_ioctls::Error| format!("{what}: {e}");
     v.fd.set_vcpu_events(&kvm_vcpu_events::default()).map_err(|e| err("KVM_SET_VCPU_EVENTS", e))?;
@@ -77,7 +90,7 @@ pub fn run_hrt_vcpu(hvm: Arc<Hvm>, mut v: HrtVcpu) {
             my_epoch = ctl.epoch;
             ctl.entries.get(core as usize).cloned()
         };
-        if let Err(e) = reset(&v, entry.as_ref()) {
+        if let Err(e) = reset(&mut v, entry.as_ref()) {
             hvm.hrt_faulted(core, HrtFault::Internal, &format!("resetting the core failed: {e}"));
             continue;
         }

@@ -155,14 +155,12 @@ impl Hvm {
                     let boots = ctl.boots;
                     drop(ctl);
                     log::info!("hrt: ready (boot {boots})");
-                    self.post(false, EVENT_HRT_READY, boots);
+                    self.post_vmm(EVENT_HRT_READY, boots);
                 }
                 Ok(Ret::default())
             }
             Call::InvokeDone { core } => {
-                if !self.post(false, EVENT_INVOKE_DONE, u64::from(core)) {
-                    return Err(HcallError::Busy);
-                }
+                self.post_vmm(EVENT_INVOKE_DONE, u64::from(core));
                 Ok(Ret::default())
             }
         }

@@ -180,6 +180,19 @@ impl Hvm {
         self.ctl.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Queues an event of duet's own for the ROS; when the queue is full the oldest event makes room
+    /// (the newest state matters most).
+    fn post_vmm(&self, event: u64, payload: u64) {
+        let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let q = &mut q[0];
+        if q.len() >= EVENT_QUEUE_DEPTH {
+            if let Some((old, _)) = q.pop_front() {
+                log::debug!("hvm: the ROS's event queue is full; event {old:#x} dropped for {event:#x}");
+            }
+        }
+        q.push_back((event, payload));
+    }
+
     /// Queues an event for the ROS (`to_hrt` false) or the HRT; false if that queue is full.
     fn post(&self, to_hrt: bool, event: u64, payload: u64) -> bool {
         let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
@@ -230,9 +243,7 @@ impl Hvm {
         ctl.state = state;
         ctl.detail = detail;
         let event = if state == HrtState::Exited { EVENT_HRT_EXIT } else { EVENT_HRT_FAULT };
-        if !self.post(false, event, detail) {
-            log::warn!("hrt: the ROS's event queue is full; {event:#x} dropped");
-        }
+        self.post_vmm(event, detail);
     }
 
     /// A ROS access to guest-physical memory its VM does not map: reads see all ones, writes are
