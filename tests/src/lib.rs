@@ -123,9 +123,15 @@ pub fn asm32() -> CodeAssembler {
 
 /// Wraps 32-bit code in an ELF32 Multiboot2 kernel: one PT_LOAD segment at [`TINY_MB2_LOAD`] holding a
 /// Multiboot2 header (magic, i386, checksum, end tag) followed by the code, which is the ELF entry.
-pub fn tiny_mb2_kernel(mut a: CodeAssembler) -> Vec<u8> {
+pub fn tiny_mb2_kernel(a: CodeAssembler) -> Vec<u8> {
+    tiny_mb2_kernel_at(a, TINY_MB2_LOAD)
+}
+
+/// [`tiny_mb2_kernel`] linked and loaded at `load` instead of [`TINY_MB2_LOAD`].
+pub fn tiny_mb2_kernel_at(mut a: CodeAssembler, load: u32) -> Vec<u8> {
+    let base = load;
     const HEADER_LEN: u32 = 24; // 16-byte header + 8-byte end tag
-    let code = a.assemble(u64::from(TINY_MB2_LOAD + HEADER_LEN)).expect("assemble");
+    let code = a.assemble(u64::from(base + HEADER_LEN)).expect("assemble");
     let mut seg = Vec::new();
     let magic = 0xe852_50d6u32;
     seg.extend_from_slice(&magic.to_le_bytes());
@@ -142,7 +148,7 @@ pub fn tiny_mb2_kernel(mut a: CodeAssembler) -> Vec<u8> {
     f[16..18].copy_from_slice(&2u16.to_le_bytes());
     f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
     f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    f[24..28].copy_from_slice(&(TINY_MB2_LOAD + HEADER_LEN).to_le_bytes()); // entry
+    f[24..28].copy_from_slice(&(base + HEADER_LEN).to_le_bytes()); // entry
     f[28..32].copy_from_slice(&52u32.to_le_bytes()); // phoff
     f[40..42].copy_from_slice(&52u16.to_le_bytes()); // ehsize
     f[42..44].copy_from_slice(&32u16.to_le_bytes()); // phentsize
@@ -150,8 +156,8 @@ pub fn tiny_mb2_kernel(mut a: CodeAssembler) -> Vec<u8> {
     let ph = 52;
     f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
     f[ph + 4..ph + 8].copy_from_slice(&0x1000u32.to_le_bytes()); // offset
-    f[ph + 8..ph + 12].copy_from_slice(&TINY_MB2_LOAD.to_le_bytes()); // vaddr
-    f[ph + 12..ph + 16].copy_from_slice(&TINY_MB2_LOAD.to_le_bytes()); // paddr
+    f[ph + 8..ph + 12].copy_from_slice(&base.to_le_bytes()); // vaddr
+    f[ph + 12..ph + 16].copy_from_slice(&base.to_le_bytes()); // paddr
     f[ph + 16..ph + 20].copy_from_slice(&(seg.len() as u32).to_le_bytes());
     f[ph + 20..ph + 24].copy_from_slice(&(seg.len() as u32).to_le_bytes());
     f[ph + 24..ph + 28].copy_from_slice(&7u32.to_le_bytes());

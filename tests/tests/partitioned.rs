@@ -286,3 +286,61 @@ fn a_faulting_hrt_is_contained_and_rebooted() {
     ];
     assert_eq!(ros_marks(&out), want, "{text}");
 }
+
+#[test]
+fn a_hung_hrt_is_rebooted_and_the_ros_replaces_its_image() {
+    // The replacement: a standard 32-bit Multiboot2 kernel linked inside the HRT's partition, which
+    // exits through the debug port with 0x42 (contained: the HRT's state becomes exited).
+    let mut k = asm32();
+    exit_with(&mut k, 0x42);
+    let image = tiny_mb2_kernel_at(k, (HRT_BASE + 0x40_0000) as u32);
+    let mut r = Ros::new();
+    let mut image_at = r.a.create_label();
+    let mut code_start = r.a.create_label();
+    r.a.set_label(&mut code_start).expect("asm");
+    r.a.nop().expect("asm");
+    r.wait_state(HrtState::Ready);
+    // A hang: the core never finishes, so a second request is BUSY; a reboot recovers it.
+    r.op(Op::Invoke, [6, 0, 0, 0, 0]);
+    r.op(Op::Invoke, [0, 0, 0, 0, 0]);
+    r.mark(1, rax);
+    r.op(Op::HrtReboot, [0; 5]);
+    r.wait_state(HrtState::Ready);
+    r.invoke_sync(0, 9, 0);
+    r.mark(2, rbx);
+    // Not a Multiboot2 kernel: refused, the HRT keeps running.
+    r.a.lea(rbx, ptr(code_start)).expect("asm");
+    r.a.mov(rcx, 64u64).expect("asm");
+    r.a.mov(eax, Op::HrtReplace as u32).expect("asm");
+    r.a.out(0xe4u32, eax).expect("asm");
+    r.mark(3, rax);
+    // An image "in" the HRT's memory: not the ROS's to name.
+    r.op(Op::HrtReplace, [HRT_BASE + 0x20_0000, 4096, 0, 0, 0]);
+    r.mark(4, rax);
+    // The real replacement.
+    r.a.lea(rbx, ptr(image_at)).expect("asm");
+    r.a.mov(rcx, image.len() as u64).expect("asm");
+    r.a.mov(eax, Op::HrtReplace as u32).expect("asm");
+    r.a.out(0xe4u32, eax).expect("asm");
+    r.mark(5, rax);
+    r.wait_state(HrtState::Exited);
+    r.mark(6, rcx);
+    r.mark(7, rdx);
+    r.op(Op::Exit, [0, 0, 0, 0, 0]);
+    exit_with(&mut r.a, 1);
+    r.a.set_label(&mut image_at).expect("asm");
+    r.a.db(&image).expect("asm");
+    let out = partitioned("replace", r.a, 1);
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let want = vec![
+        err(1, HcallError::Busy),
+        code(2, 9),
+        err(3, HcallError::BadArgument),
+        err(4, HcallError::BadAddress),
+        code(5, 0),
+        code(6, 0x42),
+        code(7, 3),
+    ];
+    assert_eq!(ros_marks(&out), want, "{text}");
+}

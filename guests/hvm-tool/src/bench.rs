@@ -274,11 +274,9 @@ fn invoke_async(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
 
 /// HRT_REBOOT, then HRT_STATUS (as fast as it answers) until the HRT is ready after a boot newer
 /// than the request; an exited or faulted HRT fails the bench. After each round (untimed) a sync
-/// echo invoke on core 0: the new HRT serves invokes, and it is idle in its service loop when the
-/// next reboot comes. (duet's HRT prints `hrt: hvm: ready` after HRT_READY; a reboot that stops a
-/// core in the middle of that port output has been seen to resume the new boot at the old
-/// instruction stream and triple-fault it, so rounds do not reboot a printing HRT.) Then the
-/// status line.
+/// echo invoke on core 0 checks that the new HRT serves invokes. (A reboot that lands while the HRT
+/// is still printing after HRT_READY must also work; duet's snippet tests reboot back to back for
+/// that.) Then the status line.
 fn reboot(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     let record = cells(1);
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
