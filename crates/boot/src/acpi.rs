@@ -23,13 +23,13 @@ const OEM_ID: [u8; 6] = *b"DUET  ";
 const OEM_TABLE_ID: [u8; 8] = *b"DUETVM  ";
 
 /// Errors building the tables.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AcpiError {
     /// Zero or too many CPUs.
     #[error("the MADT lists 1 to 255 CPUs, not {0}")]
     CpuCount(usize),
     /// The tables outgrew their space.
-    #[error("the ACPI tables need {0} bytes, more than fit below the MP table")]
+    #[error("the ACPI tables need {0} bytes, more than fit in their area")]
     TooLarge(usize),
     /// Guest memory does not cover the tables' place.
     #[error("guest memory does not cover the ACPI tables at {ACPI_START:#x}")]
@@ -62,11 +62,11 @@ fn dsdt() -> Vec<u8> {
     table.as_slice().to_vec()
 }
 
-/// Appends `table` at the next 16-byte boundary of `out` (which starts at [`ACPI_START`]); returns its
+/// Appends `table` at the next 16-byte boundary of `out` (which starts at `base`); returns its
 /// guest-physical address.
-fn place(out: &mut Vec<u8>, table: &[u8]) -> u64 {
+fn place(out: &mut Vec<u8>, base: u64, table: &[u8]) -> u64 {
     out.resize(out.len().next_multiple_of(16), 0);
-    let at = ACPI_START + out.len() as u64;
+    let at = base + out.len() as u64;
     out.extend_from_slice(table);
     at
 }
@@ -74,6 +74,15 @@ fn place(out: &mut Vec<u8>, table: &[u8]) -> u64 {
 /// The tables for CPUs with the given APIC IDs, laid out from [`ACPI_START`]: RSDP, DSDT, FADT, MADT,
 /// XSDT. Returns the bytes and the RSDP's length (36: ACPI 2.0+).
 pub fn build(apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
+    let (out, rsdp_len) = build_at(ACPI_START, apic_ids)?;
+    if ACPI_START as usize + out.len() > MPTABLE_START as usize {
+        return Err(AcpiError::TooLarge(out.len()));
+    }
+    Ok((out, rsdp_len))
+}
+
+/// [`build`] for tables laid out from `base` (e.g. the HRT's own area in a partitioned VM).
+pub fn build_at(base: u64, apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
     if apic_ids.is_empty() || apic_ids.len() > 255 {
         return Err(AcpiError::CpuCount(apic_ids.len()));
     }
@@ -86,18 +95,15 @@ pub fn build(apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
 
     let rsdp_len = Rsdp::len();
     let mut out = vec![0u8; rsdp_len];
-    let dsdt_at = place(&mut out, &dsdt());
+    let dsdt_at = place(&mut out, base, &dsdt());
     let fadt: FADT = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1).dsdt_64(dsdt_at).finalize();
-    let fadt_at = place(&mut out, &bytes(&fadt));
-    let madt_at = place(&mut out, &bytes(&madt));
+    let fadt_at = place(&mut out, base, &bytes(&fadt));
+    let madt_at = place(&mut out, base, &bytes(&madt));
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, 1);
     xsdt.add_entry(fadt_at);
     xsdt.add_entry(madt_at);
-    let xsdt_at = place(&mut out, &bytes(&xsdt));
+    let xsdt_at = place(&mut out, base, &bytes(&xsdt));
     out[..rsdp_len].copy_from_slice(&bytes(&Rsdp::new(OEM_ID, xsdt_at)));
-    if ACPI_START as usize + out.len() > MPTABLE_START as usize {
-        return Err(AcpiError::TooLarge(out.len()));
-    }
     Ok((out, rsdp_len))
 }
 

@@ -8,7 +8,7 @@ use boot::multiboot2::{self, Mb2BootSpec, Mb2Error, ModuleSource};
 use hvm_abi::{HvmHeaderTag, HvmInfo, MemRange, MAX_CORES, MB2_BOOTLOADER_MAGIC};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use crate::layout::{PartitionLayout, COMM_OFFSET, PAGE_TABLES_OFFSET};
+use crate::layout::{PartitionLayout, ACPI_OFFSET, COMM_OFFSET, PAGE_TABLES_OFFSET, VMM_AREA_END};
 use crate::paging::{build_hrt_tables, PagingError};
 
 const CR0_MP: u64 = 1 << 1;
@@ -38,6 +38,9 @@ pub enum HrtBootError {
     /// A standard (32-bit) Multiboot2 kernel cannot reach an HRT partition above 4 GiB.
     #[error("the HRT's memory starts at {0:#x}, above 4 GiB, where a 32-bit Multiboot2 entry cannot run; give the kernel an HVM header tag (64-bit entry) or give the ROS less memory")]
     Above4G(u64),
+    /// The HRT's ACPI tables could not be built.
+    #[error("building the HRT's ACPI tables failed")]
+    Acpi(#[from] boot::acpi::AcpiError),
     /// Writing guest memory failed.
     #[error("writing {0} into the HRT's memory failed")]
     Write(&'static str),
@@ -127,6 +130,14 @@ pub fn boot_hrt<M: GuestMemoryBackend>(mem: &M, spec: &HrtBootSpec<'_>) -> Resul
     let base = layout.hrt_base();
     // The VMM's area starts clean on every boot: the comm page above all (no stale requests).
     mem.write_slice(&[0u8; PAGE_TABLES_OFFSET as usize], GuestAddress(base)).map_err(|_| HrtBootError::Write("the comm page"))?;
+    // ACPI tables for the HRT alone: its cores (by APIC ID), its LAPICs and IOAPIC.
+    let ids: Vec<u8> = spec.hrt_apic_ids.iter().map(|id| u8::try_from(*id).unwrap_or(u8::MAX)).collect();
+    let (tables, rsdp_len) = boot::acpi::build_at(base + ACPI_OFFSET, &ids)?;
+    if ACPI_OFFSET + tables.len() as u64 > VMM_AREA_END {
+        return Err(HrtBootError::Acpi(boot::acpi::AcpiError::TooLarge(tables.len())));
+    }
+    mem.write_slice(&tables, GuestAddress(base + ACPI_OFFSET)).map_err(|_| HrtBootError::Write("the ACPI tables"))?;
+    let rsdp = <[u8; 36]>::try_from(&tables[..rsdp_len]).ok().map(multiboot2::Rsdp::V2);
     let extra = multiboot2::hvm_info_tag(&info);
     let all_ram = layout.all_ram();
     let mode = match tag {
@@ -139,7 +150,7 @@ pub fn boot_hrt<M: GuestMemoryBackend>(mem: &M, spec: &HrtBootSpec<'_>) -> Resul
             kernel: spec.kernel,
             cmdline: spec.cmdline,
             modules: spec.modules,
-            rsdp: None,
+            rsdp,
             ram: &[layout.hrt_ram],
             reserved: &layout.hrt_load_reserved(),
             mmap_reserved: &layout.hrt_mmap_reserved(),

@@ -110,6 +110,10 @@ fn the_64_bit_entry_starts_every_core_in_the_partition() {
     assert_eq!(info.hrt_ram, MemRange { base, len: 32 << 20 });
     assert_eq!(info.ros_ram[0], MemRange { base: 0, len: 64 << 20 });
     assert_eq!(&info.hrt_apic_ids[..3], &[1, 2, 0]);
+    // The HRT's own ACPI tables, in its partition.
+    let mut sig = [0u8; 8];
+    mem.read_slice(&mut sig, GuestAddress(base + crate::layout::ACPI_OFFSET)).expect("read");
+    assert_eq!(&sig, b"RSD PTR ");
     // Nothing was written into the ROS's RAM.
     let mut ros = vec![0u8; 64 << 20];
     mem.read_slice(&mut ros, GuestAddress(0)).expect("read");

@@ -6,6 +6,7 @@
 //! hrt_base = ROS end rounded up to 2 MiB (4 GiB if that would cross the MMIO gap)
 //!   +0x0000  the HRT's 64-bit GDT            +0x1000  comm page (invoke slots, 64 B per core)
 //!   +0x2000  the VMM's page tables for the 64-bit entry, up to +0x10_0000
+//!   +0x10_0000  the HRT's ACPI tables (MADT listing the HRT's cores)
 //!   +0x20_0000  kernel image (HVM: segment P at hrt_base + P), modules, boot information
 //! ```
 
@@ -20,6 +21,8 @@ pub const COMM_OFFSET: u64 = 0x1000;
 pub const PAGE_TABLES_OFFSET: u64 = 0x2000;
 /// End of the page-table area.
 pub const PAGE_TABLES_END: u64 = 0x10_0000;
+/// Offset of the HRT's ACPI tables (RSDP first; MADT with the HRT's APIC IDs).
+pub const ACPI_OFFSET: u64 = 0x10_0000;
 /// Offset below which the partition is the VMM's (reserved in the HRT's memory map).
 pub const VMM_AREA_END: u64 = 0x20_0000;
 /// Alignment of the HRT's partition.
