@@ -5,6 +5,9 @@
 //! - `invoke`: a sync invoke of HRT function 0 (echo) on one core, until its completion record says so.
 //! - `pingpong`: HRT function 8 runs on one core against a 128-byte buffer of ours (by guest-physical
 //!   address); a round is our `ping = i` until the HRT's `pong == i`.
+//! - `invoke-poll`: HRT function 11 (the polled invoke channel) runs on one core against a locked
+//!   page of ours (by guest-physical address); a round is an echo(i) request written to the request
+//!   line until the response line says `seq == i`: a sync invoke without a VM exit.
 //! - `hrt-null`: HRT function 10 makes up to 511 VERSION hypercalls per invoke from its ring 0 and
 //!   writes the cycles of each into a locked page of ours (by guest-physical address); the samples
 //!   are the HRT's own counts (the TSCs of both partitions agree).
@@ -35,6 +38,10 @@ const FUNC_ECHO: u64 = 0;
 const FUNC_PINGPONG: u64 = 8;
 /// HRT function 10: null hypercalls from the HRT's ring 0, timed there.
 const FUNC_HCALL_BENCH: u64 = 10;
+/// HRT function 11: the polled invoke channel.
+const FUNC_CHANNEL: u64 = 11;
+/// The channel's stop request.
+const CHANNEL_STOP: u64 = u64::MAX;
 /// How often (in polls) a polling loop looks at the clock for its deadline.
 const CLOCK_EVERY: u32 = 64;
 
@@ -59,6 +66,38 @@ const _: () = {
     assert!(core::mem::offset_of!(PingPong, pong) == 64);
     assert!(core::mem::size_of::<PingPong>() == 128);
 };
+
+/// HRT function 11's region at the start of a locked page: the request line `{seq, func, arg}` at
+/// +0, the response line `{seq, result}` at +64. Page-aligned, so that its guest-physical address
+/// covers all of it.
+#[repr(C, align(4096))]
+struct ChannelPage {
+    req_seq: AtomicU64,
+    req_func: AtomicU64,
+    req_arg: AtomicU64,
+    _pad0: [u64; 5],
+    resp_seq: AtomicU64,
+    resp_result: AtomicU64,
+    _pad1: [u64; 6 + 7 * 8],
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(ChannelPage, req_func) == 8);
+    assert!(core::mem::offset_of!(ChannelPage, req_arg) == 16);
+    assert!(core::mem::offset_of!(ChannelPage, resp_seq) == 64);
+    assert!(core::mem::offset_of!(ChannelPage, resp_result) == 72);
+    assert!(core::mem::size_of::<ChannelPage>() == 4096);
+};
+
+impl ChannelPage {
+    /// Posts request `seq`: func and arg first, then seq (release).
+    #[inline(always)]
+    fn post(&self, seq: u64, func: u64, arg: u64) {
+        self.req_func.store(func, Ordering::Relaxed);
+        self.req_arg.store(arg, Ordering::Relaxed);
+        self.req_seq.store(seq, Ordering::Release);
+    }
+}
 
 /// The TSC frequency: PARTITION_INFO's if the VMM knows it, else measured.
 fn tsc_khz(port: &Port) -> u64 {
@@ -101,6 +140,7 @@ pub fn run(port: &Port, b: &BenchArgs) -> Result<(), Error> {
         })?,
         BenchKind::Invoke => invoke(port, b)?,
         BenchKind::PingPong => return pingpong(port, b, khz),
+        BenchKind::InvokePoll => return invoke_poll(port, b, khz),
         BenchKind::HrtNull => hrt_null(port, b)?,
         BenchKind::InvokeAsync => invoke_async(port, b)?,
         BenchKind::Reboot => return reboot(port, b, khz),
@@ -179,6 +219,79 @@ fn pingpong(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     out!("pingpong.rounds={hrt_rounds} expected={ours} gpa={gpa:#x}");
     if hrt_rounds != ours {
         return Err(Error::failed(format!("the HRT counted {hrt_rounds} rounds, we made {ours}")));
+    }
+    Ok(())
+}
+
+/// Echo requests through HRT function 11's channel on `b.core`, each checked; then the stop
+/// request and the channel's completion (the number of requests it served).
+fn invoke_poll(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
+    let page = Box::new(ChannelPage {
+        req_seq: AtomicU64::new(0),
+        req_func: AtomicU64::new(0),
+        req_arg: AtomicU64::new(0),
+        _pad0: [0; 5],
+        resp_seq: AtomicU64::new(0),
+        resp_result: AtomicU64::new(0),
+        _pad1: [0; 6 + 7 * 8],
+    });
+    let addr = &*page as *const ChannelPage as usize;
+    mlock(addr, core::mem::size_of::<ChannelPage>())?;
+    let gpa = guest_physical(addr)?;
+    let record = cells(1);
+    let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
+    let seq = port.invoke(FUNC_CHANNEL, gpa, b.core, 0, Some(&record))?;
+    let timed = rounds(b, |i| {
+        let deadline = Instant::now() + ROUND_TIMEOUT;
+        let t0 = rdtsc();
+        page.post(i, FUNC_ECHO, i);
+        let mut spins = 0u32;
+        while page.resp_seq.load(Ordering::Acquire) != i {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1024) {
+                // The channel ended (it refused the region, or the HRT was rebooted): no answer comes.
+                if cell.seq.load(Ordering::Acquire) == seq {
+                    return Err(Error::failed(format!(
+                        "HRT function 11 on core {} ended in round {i} with result {:#x} (region at guest-physical {gpa:#x})",
+                        b.core,
+                        cell.result.load(Ordering::Acquire)
+                    )));
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::failed(format!(
+                        "no response after {} s in round {i} (response seq {}; region at guest-physical {gpa:#x}, core {})",
+                        ROUND_TIMEOUT.as_secs(),
+                        page.resp_seq.load(Ordering::Acquire),
+                        b.core
+                    )));
+                }
+            }
+            spin_loop();
+        }
+        let t1 = rdtsc();
+        let result = page.resp_result.load(Ordering::Relaxed);
+        if result != i {
+            return Err(Error::failed(format!("channel echo({i}) on core {} returned {result}", b.core)));
+        }
+        Ok(t1.wrapping_sub(t0))
+    });
+    // Always stop the channel, even after a failed round: a sequence number it has not seen.
+    let ours = b.warmup.saturating_add(b.iters) as u64;
+    page.post(ours.wrapping_add(1), CHANNEL_STOP, 0);
+    let collected = spin_until(cell, Instant::now() + ROUND_TIMEOUT, |s| s == seq);
+    let mut samples = timed?;
+    if let Err(seen) = collected {
+        return Err(Error::failed(format!(
+            "the channel on core {} did not stop (invoke seq {seq}, completion seq {seen})",
+            b.core
+        )));
+    }
+    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
+    out!("{}", summary.line(BenchKind::InvokePoll.name(), khz));
+    let served = cell.result.load(Ordering::Acquire);
+    out!("invoke-poll.served={served} expected={ours} gpa={gpa:#x}");
+    if served != ours {
+        return Err(Error::failed(format!("the HRT served {served} requests, we made {ours}")));
     }
     Ok(())
 }

@@ -22,15 +22,17 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   exit    STATUS                         end the VM with STATUS
   raw     OP [RBX RCX RDX RSI RDI]       one hypercall with any register values (a probe; exit 0)
   flood   N                              N VERSION hypercalls
-  bench   null|exit|invoke|pingpong|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
+  bench   null|exit|invoke|pingpong|invoke-poll|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
                                          latency: VERSION, a plain port exit, a sync echo invoke,
                                          a ping-pong with HRT function 8 through shared memory,
+                                         an echo through HRT function 11's polled channel (no exit),
                                          VERSION from the HRT's ring 0 (function 10), an echo
                                          invoke polled with INVOKE_RESULT, HRT_REBOOT until ready
                                          (reboot: 20 iterations, 1 warm-up by default; hrt-null:
                                          --warmup counts samples, one invoke's worth by default)
   help                                   this text
-Needs root (ioperm of ports 0xe4-0xe7, mlockall); bench pingpong and hrt-null read /proc/self/pagemap.";
+Needs root (ioperm of ports 0xe4-0xe7, mlockall); bench pingpong, invoke-poll and hrt-null read
+/proc/self/pagemap.";
 
 /// Default `--wait` of boot, reboot, replace.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -97,6 +99,8 @@ pub enum BenchKind {
     Invoke,
     /// Rounds with HRT function 8.
     PingPong,
+    /// Echo requests through HRT function 11's polled channel.
+    InvokePoll,
     /// VERSION from the HRT's ring 0, timed there (HRT function 10).
     HrtNull,
     /// An echo invoke without a completion record, polled with INVOKE_RESULT.
@@ -113,6 +117,7 @@ impl BenchKind {
             BenchKind::Exit => "exit",
             BenchKind::Invoke => "invoke",
             BenchKind::PingPong => "pingpong",
+            BenchKind::InvokePoll => "invoke-poll",
             BenchKind::HrtNull => "hrt-null",
             BenchKind::InvokeAsync => "invoke-async",
             BenchKind::Reboot => "reboot",
@@ -142,7 +147,7 @@ impl BenchKind {
 pub struct BenchArgs {
     /// Which bench.
     pub kind: BenchKind,
-    /// HRT core (invoke, pingpong, hrt-null, invoke-async).
+    /// HRT core (invoke, pingpong, invoke-poll, hrt-null, invoke-async).
     pub core: u64,
     /// Timed rounds (hrt-null: samples).
     pub iters: usize,
@@ -433,12 +438,13 @@ fn parse_bench(rest: &[String]) -> Result<Cmd, Error> {
         "exit" => BenchKind::Exit,
         "invoke" => BenchKind::Invoke,
         "pingpong" => BenchKind::PingPong,
+        "invoke-poll" => BenchKind::InvokePoll,
         "hrt-null" => BenchKind::HrtNull,
         "invoke-async" => BenchKind::InvokeAsync,
         "reboot" => BenchKind::Reboot,
         other => {
             return Err(Error::usage(format!(
-                "bench: unknown bench {other:?} (null, exit, invoke, pingpong, hrt-null, invoke-async, reboot)"
+                "bench: unknown bench {other:?} (null, exit, invoke, pingpong, invoke-poll, hrt-null, invoke-async, reboot)"
             )))
         }
     };
@@ -527,6 +533,8 @@ mod tests {
         assert_eq!(b.warmup, 100);
         let Ok(Cmd::Bench(b)) = p("bench invoke-async --iters 7") else { unreachable!() };
         assert_eq!((b.kind, b.kind.name(), b.iters, b.warmup), (BenchKind::InvokeAsync, "invoke-async", 7, DEFAULT_WARMUP));
+        let Ok(Cmd::Bench(b)) = p("bench invoke-poll --core 1 --iters 5000 --warmup 10") else { unreachable!() };
+        assert_eq!((b.kind, b.kind.name(), b.core, b.iters, b.warmup), (BenchKind::InvokePoll, "invoke-poll", 1, 5000, 10));
         assert!(matches!(p("bench warp"), Err(Error::Usage(_))));
         assert!(matches!(p("frobnicate"), Err(Error::Usage(_))));
     }
