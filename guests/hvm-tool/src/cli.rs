@@ -22,6 +22,9 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   exit    STATUS                         end the VM with STATUS
   raw     OP [RBX RCX RDX RSI RDI]       one hypercall with any register values (a probe; exit 0)
   flood   N                              N VERSION hypercalls
+  probe-mem BASE LEN [--stride N]        map /dev/mem at BASE (page-aligned), read every N-th byte's
+                                         u64 (default 8: all), write a pattern there, read again;
+                                         counts what was not all ones (the HRT's memory must read so)
   bench   null|exit|invoke|pingpong|invoke-poll|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
                                          latency: VERSION, a plain port exit, a sync echo invoke,
                                          a ping-pong with HRT function 8 through shared memory,
@@ -203,6 +206,15 @@ pub enum Cmd {
     Flood {
         /// Hypercalls to make.
         n: u64,
+    },
+    /// `hvm probe-mem BASE LEN [--stride N]`.
+    ProbeMem {
+        /// First byte (page-aligned, guest-physical).
+        base: u64,
+        /// Length in bytes.
+        len: u64,
+        /// Bytes between probed words (a multiple of 8).
+        stride: u64,
     },
     /// `hvm bench`.
     Bench(BenchArgs),
@@ -392,6 +404,17 @@ pub fn parse(args: &[String]) -> Result<Cmd, Error> {
             let s = split(cmd, rest, &[])?;
             let pos = s.positional(cmd, 1, 1)?;
             Ok(Cmd::Flood { n: parse_u64("N", arg(pos, 0, cmd)?)? })
+        }
+        "probe-mem" => {
+            let s = split(cmd, rest, &[("stride", Takes::Value)])?;
+            let pos = s.positional(cmd, 2, 2)?;
+            let base = parse_u64("BASE", arg(pos, 0, cmd)?)?;
+            let len = parse_u64("LEN", arg(pos, 1, cmd)?)?;
+            let stride = s.value("stride").map(|v| parse_u64("--stride", v)).transpose()?.unwrap_or(8);
+            if base % 4096 != 0 || len == 0 || len > 1 << 30 || stride == 0 || stride % 8 != 0 {
+                return Err(Error::usage("probe-mem: BASE page-aligned, LEN 1 B..1 GiB, --stride a multiple of 8"));
+            }
+            Ok(Cmd::ProbeMem { base, len, stride })
         }
         "bench" => parse_bench(rest),
         other => Err(Error::usage(format!("unknown command {other:?}"))),

@@ -27,6 +27,7 @@ mod info;
 mod invoke;
 mod lifecycle;
 mod misc;
+mod probe;
 mod stats;
 mod sys;
 
@@ -85,6 +86,10 @@ fn run(args: &[String]) -> Result<(), Error> {
         out!("{}", cli::USAGE);
         return Ok(());
     }
+    if let Cmd::ProbeMem { base, len, stride } = cmd {
+        // No hypercall: this is what any root process could do.
+        return probe::probe_mem(base, len, stride);
+    }
     let bench_exit = matches!(&cmd, Cmd::Bench(b) if b.kind == cli::BenchKind::Exit);
     let port = hcall::Port::open(bench_exit)?;
     // Neither needs a duet VMM: `raw` is a probe, `bench exit` the baseline of any VM.
@@ -98,7 +103,7 @@ fn run(args: &[String]) -> Result<(), Error> {
     }
     let version = port.probe()?;
     match cmd {
-        Cmd::Help | Cmd::Raw { .. } => Ok(()),
+        Cmd::Help | Cmd::Raw { .. } | Cmd::ProbeMem { .. } => Ok(()),
         Cmd::Info => info::info(&port, &version),
         Cmd::Status => info::status(&port),
         Cmd::Lifecycle { request, wait } => lifecycle::run(&port, &request, wait),
