@@ -37,9 +37,16 @@ pub fn probe_mem(base: u64, len: u64, stride: u64) -> Result<(), Error> {
     }
     let word = |off: u64| (map as usize + off as usize) as *mut u64;
     let offsets: Vec<u64> = (0..len / 8).map(|i| i * 8).filter(|o| o % stride == 0).collect();
-    // SAFETY (all three loops): every offset is below `len` <= the mapping's length and 8-aligned;
-    // volatile accesses, because this is device memory as far as the program knows.
-    let before = offsets.iter().filter(|o| unsafe { std::ptr::read_volatile(word(**o)) } != u64::MAX).count();
+    // Every offset is below `len` <= the mapping's length and 8-aligned; the accesses are volatile,
+    // because this is device memory as far as the program knows.
+    let before = offsets
+        .iter()
+        .filter(|o| {
+            // SAFETY: see above.
+            let v = unsafe { std::ptr::read_volatile(word(**o)) };
+            v != u64::MAX
+        })
+        .count();
     for o in &offsets {
         // SAFETY: see above.
         unsafe { std::ptr::write_volatile(word(*o), PATTERN) };
