@@ -185,15 +185,19 @@ pub fn run_supervisor(hvm: Arc<Hvm>) {
             drop(ctl);
             std::thread::sleep(Duration::from_millis(1));
         }
-        let mut ctl = hvm.ctl();
-        if ctl.request.is_some() {
-            // A newer request arrived meanwhile: serve that one instead.
-            continue;
-        }
-        match request {
-            Request::Halt(state, detail) => hvm.record_halt(&mut ctl, state, detail),
+        let image = {
+            let ctl = hvm.ctl();
+            if ctl.request.is_some() {
+                // A newer request arrived meanwhile: serve that one instead.
+                continue;
+            }
+            ctl.image.clone()
+        };
+        // The image is loaded without the lock: every core is parked, and hypercalls (HRT_STATUS, …)
+        // stay answered meanwhile.
+        let booted = match request {
+            Request::Halt(..) => None,
             Request::Boot => {
-                let image = ctl.image.clone();
                 let modules: Vec<ModuleSource<'_>> =
                     image.modules.iter().map(|m| ModuleSource { data: &m.data, string: &m.string }).collect();
                 let spec = HrtBootSpec {
@@ -205,24 +209,33 @@ pub fn run_supervisor(hvm: Arc<Hvm>) {
                     ros_apic_ids: &hvm.ros_apic_ids,
                     tsc_khz: hvm.tsc_khz,
                 };
-                match boot_hrt(&hvm.mem, &spec) {
-                    Ok(booted) => {
-                        ctl.entries = booted.entries;
-                        ctl.info = booted.info;
-                        ctl.epoch += 1;
-                        ctl.boots += 1;
-                        ctl.state = HrtState::Booting;
-                        ctl.detail = 0;
-                        ctl.run = true;
-                        hvm.live_epoch.store(ctl.epoch, Ordering::Release);
-                        log::info!("hrt: boot {} of {} ({} entry)", ctl.boots, image.origin, if booted.info.flags & 1 != 0 { "64-bit HVM" } else { "32-bit Multiboot2" });
-                    }
-                    Err(e) => {
-                        log::error!("hrt: cannot boot {}: {e}", image.origin);
-                        hvm.record_halt(&mut ctl, HrtState::Faulted, HrtFault::Internal as u64);
-                    }
-                }
+                Some(boot_hrt(&hvm.mem, &spec))
             }
+        };
+        let mut ctl = hvm.ctl();
+        if ctl.request.is_some() {
+            // A request that came during the load wins (a reboot reloads; a halt stops).
+            continue;
+        }
+        match (request, booted) {
+            (Request::Halt(state, detail), _) => hvm.record_halt(&mut ctl, state, detail),
+            (Request::Boot, Some(Ok(booted))) => {
+                ctl.entries = booted.entries;
+                ctl.info = booted.info;
+                ctl.epoch += 1;
+                ctl.boots += 1;
+                ctl.state = HrtState::Booting;
+                ctl.detail = 0;
+                ctl.run = true;
+                hvm.live_epoch.store(ctl.epoch, Ordering::Release);
+                let entry = if booted.info.flags & 1 != 0 { "64-bit HVM" } else { "32-bit Multiboot2" };
+                log::info!("hrt: boot {} of {} ({entry} entry)", ctl.boots, image.origin);
+            }
+            (Request::Boot, Some(Err(e))) => {
+                log::error!("hrt: cannot boot {}: {e}", image.origin);
+                hvm.record_halt(&mut ctl, HrtState::Faulted, HrtFault::Internal as u64);
+            }
+            (Request::Boot, None) => {}
         }
         hvm.cv.notify_all();
     }
