@@ -344,3 +344,40 @@ fn a_hung_hrt_is_rebooted_and_the_ros_replaces_its_image() {
     ];
     assert_eq!(ros_marks(&out), want, "{text}");
 }
+
+#[test]
+fn both_partitions_read_one_tsc() {
+    let mut r = Ros::new();
+    r.wait_state(HrtState::Ready);
+    // ROS TSC, then the HRT's (invoke function 9), then the ROS's again: the HRT's reading must lie
+    // between the two (duet gives every vCPU of both KVM VMs the same TSC offset).
+    for round in 0..3u32 {
+        r.a.rdtsc().expect("asm");
+        r.a.shl(rdx, 32).expect("asm");
+        r.a.or(rax, rdx).expect("asm");
+        r.a.mov(r10, rax).expect("asm");
+        r.invoke_sync(9, 0, 0);
+        r.a.mov(r9, rbx).expect("asm");
+        r.a.rdtsc().expect("asm");
+        r.a.shl(rdx, 32).expect("asm");
+        r.a.or(rax, rdx).expect("asm");
+        r.a.mov(r11, rax).expect("asm");
+        // r14 = (r10 <= r9) && (r9 <= r11)
+        r.a.xor(r14d, r14d).expect("asm");
+        let mut bad = r.a.create_label();
+        r.a.cmp(r9, r10).expect("asm");
+        r.a.jb(bad).expect("asm");
+        r.a.cmp(r9, r11).expect("asm");
+        r.a.ja(bad).expect("asm");
+        r.a.mov(r14d, 1).expect("asm");
+        r.a.set_label(&mut bad).expect("asm");
+        r.a.nop().expect("asm");
+        r.mark(1 + round, r14);
+    }
+    r.op(Op::Exit, [0, 0, 0, 0, 0]);
+    exit_with(&mut r.a, 1);
+    let out = partitioned("tsc", r.a, 1);
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    assert_eq!(ros_marks(&out), vec![code(1, 1), code(2, 1), code(3, 1)], "{text}");
+}
