@@ -40,6 +40,14 @@ pub const EVENT_HRT_EXIT: u64 = EVENT_VMM_BASE + 2;
 pub const EVENT_INVOKE_DONE: u64 = EVENT_VMM_BASE + 3;
 /// Posted to the ROS when the HRT says it is ready ([`Op::HrtReady`]; payload: boot count).
 pub const EVENT_HRT_READY: u64 = EVENT_VMM_BASE + 4;
+/// Invoke function numbers from this value up are the VMM's own (posted by [`Op::Merge`] and
+/// [`Op::Unmerge`]); [`Op::Invoke`] refuses them.
+pub const FUNC_VMM_BASE: u64 = 0xffff_ffff_0000_0000;
+/// Posted by [`Op::Merge`]: adopt PML4 entries 0–255 of the page-table root at guest-physical `arg`
+/// (the calling ROS process's CR3 with PCID and flag bits masked off). The HRT returns 0 on success.
+pub const FUNC_MERGE: u64 = FUNC_VMM_BASE + 1;
+/// Posted by [`Op::Unmerge`]: drop the merged lower half (back to the HRT's own). Returns 0.
+pub const FUNC_UNMERGE: u64 = FUNC_VMM_BASE + 2;
 /// The value a Multiboot2 kernel finds in EAX (also on the 64-bit HVM entry).
 pub const MB2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 
@@ -80,11 +88,17 @@ pub enum Op {
     HrtReady = 11,
     /// The HRT finished an invoke made with [`INVOKE_NOTIFY`] on core RBX. HRT only.
     InvokeDone = 12,
+    /// Share the calling process's user half with HRT core RBX (or [`ALL_CORES`]): posts
+    /// [`FUNC_MERGE`] with the caller's page-table root, like [`Op::Invoke`] (RSI flags, RDI
+    /// completion record); RBX = sequence number. ROS only, from a process (paging on).
+    Merge = 13,
+    /// Undo [`Op::Merge`] on core RBX (or [`ALL_CORES`]): posts [`FUNC_UNMERGE`]. ROS only.
+    Unmerge = 14,
 }
 
 impl Op {
     /// Every operation, in number order.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 15] = [
         Op::Version,
         Op::PartitionInfo,
         Op::HrtBoot,
@@ -98,6 +112,8 @@ impl Op {
         Op::Exit,
         Op::HrtReady,
         Op::InvokeDone,
+        Op::Merge,
+        Op::Unmerge,
     ];
 
     /// The operation for an EAX value.
@@ -134,6 +150,8 @@ impl Op {
             Op::Exit => "EXIT",
             Op::HrtReady => "HRT_READY",
             Op::InvokeDone => "INVOKE_DONE",
+            Op::Merge => "MERGE",
+            Op::Unmerge => "UNMERGE",
         }
     }
 }

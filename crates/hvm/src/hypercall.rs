@@ -4,7 +4,7 @@
 //! addresses and are checked when they are translated ([`crate::paging::GuestView`]).
 
 use hvm_abi::{
-    HcallError, Op, ALL_CORES, EVENT_VMM_BASE, INVOKE_NOTIFY, MAX_IMAGE_LEN, MAX_INFO_LEN,
+    HcallError, Op, ALL_CORES, EVENT_VMM_BASE, FUNC_VMM_BASE, INVOKE_NOTIFY, MAX_IMAGE_LEN, MAX_INFO_LEN,
 };
 
 use crate::Partition;
@@ -104,6 +104,17 @@ pub enum Call {
         /// The core that finished.
         core: u32,
     },
+    /// [`Op::Merge`] (`merge` true) or [`Op::Unmerge`].
+    Merge {
+        /// Share (true) or stop sharing (false).
+        merge: bool,
+        /// Where.
+        target: CoreTarget,
+        /// [`INVOKE_NOTIFY`] or 0.
+        flags: u64,
+        /// The caller's completion record(s), if any.
+        completion: Option<u64>,
+    },
 }
 
 fn buf(addr: u64, len: u64, max: u64) -> Result<UserBuf, HcallError> {
@@ -116,6 +127,29 @@ fn buf(addr: u64, len: u64, max: u64) -> Result<UserBuf, HcallError> {
 
 fn core(index: u64, hrt_cores: u32) -> Result<u32, HcallError> {
     u32::try_from(index).ok().filter(|c| *c < hrt_cores).ok_or(HcallError::BadCpu)
+}
+
+fn target(rdx: u64, hrt_cores: u32) -> Result<CoreTarget, HcallError> {
+    if rdx == ALL_CORES {
+        Ok(CoreTarget::All)
+    } else {
+        core(rdx, hrt_cores).map(CoreTarget::One)
+    }
+}
+
+fn flags(rsi: u64) -> Result<u64, HcallError> {
+    if rsi & !INVOKE_NOTIFY != 0 {
+        return Err(HcallError::BadArgument);
+    }
+    Ok(rsi)
+}
+
+fn completion(rdi: u64) -> Result<Option<u64>, HcallError> {
+    match rdi {
+        0 => Ok(None),
+        a if a % 16 != 0 => Err(HcallError::BadAddress),
+        a => Ok(Some(a)),
+    }
 }
 
 /// Decodes and validates a hypercall made by `from` in a VM with `hrt_cores` HRT cores.
@@ -138,17 +172,19 @@ pub fn decode(regs: &Regs, from: Partition, hrt_cores: u32) -> Result<Call, Hcal
         Op::HrtReboot => Call::HrtReboot,
         Op::HrtReplace => Call::HrtReplace { image: buf(regs.rbx, regs.rcx, MAX_IMAGE_LEN)? },
         Op::Invoke => {
-            let target = if regs.rdx == ALL_CORES { CoreTarget::All } else { CoreTarget::One(core(regs.rdx, hrt_cores)?) };
-            if regs.rsi & !INVOKE_NOTIFY != 0 {
+            let target = target(regs.rdx, hrt_cores)?;
+            let (flags, completion) = (flags(regs.rsi)?, completion(regs.rdi)?);
+            if regs.rbx >= FUNC_VMM_BASE {
                 return Err(HcallError::BadArgument);
             }
-            let completion = match regs.rdi {
-                0 => None,
-                a if a % 16 != 0 => return Err(HcallError::BadAddress),
-                a => Some(a),
-            };
-            Call::Invoke { func: regs.rbx, arg: regs.rcx, target, flags: regs.rsi, completion }
+            Call::Invoke { func: regs.rbx, arg: regs.rcx, target, flags, completion }
         }
+        Op::Merge | Op::Unmerge => Call::Merge {
+            merge: op == Op::Merge,
+            target: target(regs.rbx, hrt_cores)?,
+            flags: flags(regs.rsi)?,
+            completion: completion(regs.rdi)?,
+        },
         Op::InvokeResult => Call::InvokeResult { core: core(regs.rbx, hrt_cores)? },
         Op::EventPost => {
             if regs.rbx >= EVENT_VMM_BASE {

@@ -7,7 +7,7 @@ fn regs(op: u64, rbx: u64, rcx: u64, rdx: u64, rsi: u64, rdi: u64) -> Regs {
 
 #[test]
 fn unknown_operations_and_high_rax_bits_are_refused() {
-    for rax in [13, 0xffff_ffff, 1 << 32, (1 << 32) | 1, u64::MAX] {
+    for rax in [15, 0xffff_ffff, 1 << 32, (1 << 32) | 1, u64::MAX] {
         assert_eq!(decode(&regs(rax, 0, 0, 0, 0, 0), Ros, 2), Err(HcallError::UnknownOp), "{rax:#x}");
     }
 }
@@ -77,4 +77,23 @@ fn a_sweep_of_edge_values_never_panics() {
             }
         }
     }
+}
+
+#[test]
+fn merge_takes_a_target_and_the_vmm_s_functions_are_reserved() {
+    let merge = Op::Merge as u64;
+    assert_eq!(
+        decode(&regs(merge, ALL_CORES, 0, 0, 1, 0x2000), Ros, 2),
+        Ok(Call::Merge { merge: true, target: CoreTarget::All, flags: 1, completion: Some(0x2000) })
+    );
+    assert_eq!(
+        decode(&regs(Op::Unmerge as u64, 1, 0, 0, 0, 0), Ros, 2),
+        Ok(Call::Merge { merge: false, target: CoreTarget::One(1), flags: 0, completion: None })
+    );
+    assert_eq!(decode(&regs(merge, 2, 0, 0, 0, 0), Ros, 2), Err(HcallError::BadCpu));
+    assert_eq!(decode(&regs(merge, 0, 0, 0, 4, 0), Ros, 2), Err(HcallError::BadArgument));
+    assert_eq!(decode(&regs(merge, 0, 0, 0, 0, 8), Ros, 2), Err(HcallError::BadAddress));
+    assert_eq!(decode(&regs(merge, 0, 0, 0, 0, 0), Hrt, 2), Err(HcallError::WrongPartition));
+    let inv = Op::Invoke as u64;
+    assert_eq!(decode(&regs(inv, hvm_abi::FUNC_MERGE, 0, 0, 0, 0), Ros, 2), Err(HcallError::BadArgument));
 }

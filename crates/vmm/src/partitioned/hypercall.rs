@@ -7,7 +7,8 @@
 use std::sync::atomic::Ordering;
 
 use hvm::abi::{
-    slot, HcallError, HrtState, HvmInfo, EVENT_HRT_READY, EVENT_INVOKE_DONE, ABI_VERSION, INVOKE_NOTIFY,
+    slot, HcallError, HrtState, HvmInfo, EVENT_HRT_READY, EVENT_INVOKE_DONE, ABI_VERSION, FUNC_MERGE, FUNC_UNMERGE,
+    INVOKE_NOTIFY,
 };
 use hvm::hypercall::{decode, Call, CoreTarget, Regs};
 use hvm::paging::{GuestView, WalkError};
@@ -123,6 +124,19 @@ impl Hvm {
                 Ok(Ret::default())
             }
             Call::Invoke { func, arg, target, flags, completion } => self.invoke(vcpu, from, func, arg, target, flags, completion),
+            Call::Merge { merge, target, flags, completion } => {
+                // The caller's page-table root: CR3 without PCID (bits 0-11) and flag bits (63, 62).
+                let sregs = vcpu.get_sregs().map_err(|_| HcallError::BadState)?;
+                if sregs.cr0 & CR0_PG == 0 {
+                    return Err(HcallError::BadState);
+                }
+                let root = sregs.cr3 & 0x000f_ffff_ffff_f000;
+                if !self.layout.in_ros_ram(root, 4096) {
+                    return Err(HcallError::BadAddress);
+                }
+                let (func, arg) = if merge { (FUNC_MERGE, root) } else { (FUNC_UNMERGE, 0) };
+                self.invoke(vcpu, from, func, arg, target, flags, completion)
+            }
             Call::InvokeResult { core } => {
                 let at = self.layout.hrt_base() + hvm::entry::slot_offset(core);
                 let load = |off: u64| self.mem.load::<u64>(GuestAddress(at + off), Ordering::Acquire).unwrap_or(0);
