@@ -89,10 +89,14 @@ fn err(tag: u32, e: HcallError) -> u32 {
 }
 
 fn partitioned(name: &str, ros: CodeAssembler, hrt_vcpus: u32) -> vmm::Outcome {
+    partitioned_with(name, ros, hrt_vcpus, ROS_MEM)
+}
+
+fn partitioned_with(name: &str, ros: CodeAssembler, hrt_vcpus: u32, ros_mem: u64) -> vmm::Outcome {
     let dir = scratch(name);
     let mut cfg = tiny_config(&dir, &tiny_kernel(ros));
     if let Some(r) = cfg.ros.as_mut() {
-        r.memory = ROS_MEM;
+        r.memory = ros_mem;
     }
     let mut hrt = config::HrtConfig::new(guest_image("hrt.elf"));
     hrt.vcpus = hrt_vcpus;
@@ -380,4 +384,26 @@ fn both_partitions_read_one_tsc() {
     let text = out.console_text();
     assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
     assert_eq!(ros_marks(&out), vec![code(1, 1), code(2, 1), code(3, 1)], "{text}");
+}
+
+#[test]
+fn an_hrt_partition_above_4g_boots_and_serves() {
+    // 3 GiB of ROS RAM fill everything below the MMIO gap: the HRT's partition starts at 4 GiB, which
+    // only the 64-bit HVM entry can reach.
+    let mut r = Ros::new();
+    r.wait_state(HrtState::Ready);
+    r.op(Op::PartitionInfo, [BUF, 616, 0, 0, 0]);
+    r.a.mov(r8, BUF).expect("asm");
+    r.a.mov(r9, qword_ptr(r8 + 32)).expect("asm");
+    r.a.shr(r9, 30).expect("asm");
+    r.mark(1, r9);
+    r.invoke_sync(1, 0x41, 0);
+    r.mark(2, rbx);
+    r.op(Op::Exit, [0, 0, 0, 0, 0]);
+    exit_with(&mut r.a, 1);
+    let out = partitioned_with("above4g", r.a, 1, 3 << 30);
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    assert_eq!(ros_marks(&out), vec![code(1, 4), code(2, 0x42)], "{text}");
+    assert!(text.contains("hrt: hvm: hrt ram base=0x100000000"), "{text}");
 }

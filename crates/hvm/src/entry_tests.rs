@@ -146,3 +146,19 @@ fn bad_tags_are_refused() {
     let k = elf64(0x10_0000, 0x10_0000, &mb2_header(Some(tag)));
     assert!(matches!(boot_hrt(&mem, &spec(&k, &layout)), Err(HrtBootError::Multiboot2(Mb2Error::OverlapsReserved { .. }))), "into the VMM's area");
 }
+
+#[test]
+fn a_partition_above_4g_boots_with_the_64_bit_entry() {
+    let (layout, mem) = setup(3 << 30, 32 << 20);
+    assert_eq!(layout.hrt_base(), 1 << 32);
+    let tag = HvmHeaderTag { hvm_flags: 1, wake_vector: 0xf0, entry64: KBASE + 0x20_0100, kernel_vbase: KBASE, phys_map_base: 0 };
+    let kernel = elf64(0x20_0000, 0x20_0000, &mb2_header(Some(tag)));
+    let booted = boot_hrt(&mem, &spec(&kernel, &layout)).expect("boot above 4 GiB");
+    assert!(booted.entries.iter().all(|e| layout.in_hrt_ram(e.rdi, 8) && e.rdi >= 1 << 32));
+    // The standard 32-bit entry cannot run there: a clear error (a kernel linked below 4 GiB is told
+    // the partition is above; one linked above has no 32-bit entry at all).
+    let low = elf64(0x40_0000, 0x40_0000, &mb2_header(None));
+    assert_eq!(boot_hrt(&mem, &spec(&low, &layout)), Err(HrtBootError::Above4G(1 << 32)));
+    let high = elf64(layout.hrt_base() + 0x40_0000, layout.hrt_base() + 0x40_0000, &mb2_header(None));
+    assert!(matches!(boot_hrt(&mem, &spec(&high, &layout)), Err(HrtBootError::Multiboot2(Mb2Error::EntryOutOfRange(_)))));
+}

@@ -177,6 +177,20 @@ pub fn place_modules(
     ram: &[RamRange],
     reserved: &[(u64, u64)],
 ) -> Result<Placement, Mb2Error> {
+    place_modules_below(kernel_end, module_lens, info_len, ram, reserved, LIMIT_4G)
+}
+
+/// [`place_modules`] with the information structure anywhere below `info_limit` (modules stay below
+/// 4 GiB: their tags hold 32-bit addresses). A kernel entered in 64-bit mode can take its boot
+/// information above 4 GiB.
+pub fn place_modules_below(
+    kernel_end: u64,
+    module_lens: &[u64],
+    info_len: u64,
+    ram: &[RamRange],
+    reserved: &[(u64, u64)],
+    info_limit: u64,
+) -> Result<Placement, Mb2Error> {
     let mut cursor = kernel_end.max(HIGH_MEMORY_START);
     let mut modules = Vec::with_capacity(module_lens.len());
     for (index, &len) in module_lens.iter().enumerate() {
@@ -188,7 +202,7 @@ pub fn place_modules(
         modules.push((start, start + len));
         cursor = start + len;
     }
-    let info = find_low(cursor, LIMIT_4G, info_len.max(1), INFO_ALIGN, ram, reserved)
+    let info = find_low(cursor, info_limit, info_len.max(1), INFO_ALIGN, ram, reserved)
         .ok_or(Mb2Error::InfoDoesNotFit(info_len))?;
     Ok(Placement { modules, info })
 }

@@ -24,7 +24,7 @@ pub use header::{
     inspect, AddressTag, FramebufferRequest, Mb2Format, Mb2Image, Relocatable, RelocationPreference, Segment,
     HEADER_MAGIC, HEADER_SEARCH_LIMIT, PROVIDED_INFO_TAGS,
 };
-pub use info::{build_info, mem_info, memory_map, place_modules, InfoSpec, ModuleInfo, Placement, Rsdp};
+pub use info::{build_info, mem_info, memory_map, place_modules, place_modules_below, InfoSpec, ModuleInfo, Placement, Rsdp};
 pub use load::{load, load_with, plan, plan_with, LoadMode, Mb2Loaded};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
@@ -361,7 +361,9 @@ pub fn boot<M: GuestMemoryBackend>(mem: &M, spec: &Mb2BootSpec<'_>) -> Result<Mb
         .map(|info| with_extra_tags(info, spec.extra_tags))
     };
     let info_len = info_spec(&modules)?.len() as u64;
-    let placement = place_modules(loaded.load_end, &lens, info_len, spec.ram, spec.reserved)?;
+    let hvm = matches!(spec.mode, LoadMode::Hvm { .. });
+    let info_limit = if hvm { u64::MAX } else { load::LIMIT_4G };
+    let placement = place_modules_below(loaded.load_end, &lens, info_len, spec.ram, spec.reserved, info_limit)?;
     for (i, ((start, end), m)) in placement.modules.iter().zip(spec.modules).enumerate() {
         mem.write_slice(m.data, GuestAddress(*start)).map_err(|_| Mb2Error::Write("a module"))?;
         modules[i].start = u32::try_from(*start).map_err(|_| Mb2Error::ModuleDoesNotFit { index: i, len: lens[i] })?;
@@ -369,7 +371,13 @@ pub fn boot<M: GuestMemoryBackend>(mem: &M, spec: &Mb2BootSpec<'_>) -> Result<Mb
     }
     let info = info_spec(&modules)?;
     mem.write_slice(&info, GuestAddress(placement.info)).map_err(|_| Mb2Error::Write("the boot information"))?;
-    let info_addr = u32::try_from(placement.info).map_err(|_| Mb2Error::InfoDoesNotFit(info_len))?;
+    // The 32-bit entry state needs a 32-bit address; with the HVM 64-bit entry the caller builds the
+    // entry from `placement.info` itself.
+    let info_addr = match u32::try_from(placement.info) {
+        Ok(a) => a,
+        Err(_) if hvm => 0,
+        Err(_) => return Err(Mb2Error::InfoDoesNotFit(info_len)),
+    };
     let entry = setup_entry(mem, loaded.entry, info_addr, spec.gdt_addr)?;
     Ok(Mb2Boot { entry, image, loaded, placement })
 }
