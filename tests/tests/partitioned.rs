@@ -78,6 +78,35 @@ impl Ros {
         a.jne(spin).expect("asm");
         a.mov(rbx, qword_ptr(r8 + 8)).expect("asm");
     }
+
+    /// MERGE (`merge`) or UNMERGE on `core` with a completion record at [`COMPLETION`], spinning
+    /// until it is filled; leaves the HRT's result in RBX (and RAX = the hypercall's status).
+    fn merge_sync(&mut self, merge: bool, core: u64) {
+        let a = &mut self.a;
+        a.mov(r8, COMPLETION).expect("asm");
+        a.mov(qword_ptr(r8), 0).expect("asm");
+        self.op(if merge { Op::Merge } else { Op::Unmerge }, [core, 0, 0, 0, COMPLETION]);
+        let a = &mut self.a;
+        a.mov(r12, rbx).expect("asm");
+        let mut spin = a.create_label();
+        a.set_label(&mut spin).expect("asm");
+        a.pause().expect("asm");
+        a.cmp(qword_ptr(r8), r12).expect("asm");
+        a.jne(spin).expect("asm");
+        a.mov(rbx, qword_ptr(r8 + 8)).expect("asm");
+    }
+
+    /// Mark `tag << 16 | 0` if `reg` equals `value` (all 64 bits), else `tag << 16 | 1`.
+    fn mark_eq(&mut self, tag: u32, reg: AsmRegister64, value: u64) {
+        let a = &mut self.a;
+        a.mov(r9, value).expect("asm");
+        a.xor(r9, reg).expect("asm");
+        a.xor(r10d, r10d).expect("asm");
+        a.mov(r11d, 1).expect("asm");
+        a.test(r9, r9).expect("asm");
+        a.cmovne(r10, r11).expect("asm");
+        self.mark(tag, r10);
+    }
 }
 
 fn code(tag: u32, v: u64) -> u32 {
@@ -406,4 +435,65 @@ fn an_hrt_partition_above_4g_boots_and_serves() {
     assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
     assert_eq!(ros_marks(&out), vec![code(1, 4), code(2, 0x42)], "{text}");
     assert!(text.contains("hrt: hvm: hrt ram base=0x100000000"), "{text}");
+}
+
+#[test]
+fn the_hrt_merges_the_ros_address_space() {
+    // MERGE from the ROS (ring 0, duet's 4 GiB identity map): the HRT adopts PML4 entries 0-255 of
+    // its page tables. An alias that only the ROS's tables have (VA 4 GiB + x -> x, PDPT entry 4 =
+    // entry 0) tells the two lower halves apart: HRT functions 12 (read) and 13 (flip) walk the
+    // HRT's current tables, so they find the alias while merged and nothing otherwise.
+    const PATTERN: u64 = 0x6d65_7267_6500_1234;
+    const NOT_MAPPED: u64 = u64::MAX - 1;
+    const ALIAS: u64 = (4 << 30) + BUF;
+    let mut r = Ros::new();
+    r.wait_state(HrtState::Ready);
+    {
+        let a = &mut r.a;
+        a.mov(r8, BUF).expect("asm");
+        a.mov(r9, PATTERN).expect("asm");
+        a.mov(qword_ptr(r8), r9).expect("asm");
+        a.mov(rax, cr3).expect("asm");
+        a.and(rax, -4096i32).expect("asm");
+        a.mov(rax, qword_ptr(rax)).expect("asm"); // PML4[0] -> the PDPT
+        a.and(rax, -4096i32).expect("asm");
+        a.mov(rcx, qword_ptr(rax)).expect("asm");
+        a.mov(qword_ptr(rax + 32), rcx).expect("asm"); // PDPT[4] = PDPT[0]
+    }
+    r.invoke_sync(12, ALIAS, 1);
+    r.mark_eq(1, rbx, NOT_MAPPED);
+    r.merge_sync(true, 1);
+    r.mark(2, rax);
+    r.mark_eq(3, rbx, 0);
+    r.invoke_sync(12, ALIAS, 1);
+    r.mark_eq(4, rbx, PATTERN);
+    r.invoke_sync(13, ALIAS, 1);
+    r.mark_eq(5, rbx, !PATTERN);
+    r.a.mov(r8, BUF).expect("asm");
+    r.a.mov(rbx, qword_ptr(r8)).expect("asm");
+    r.mark_eq(6, rbx, !PATTERN);
+    // The ROS's tables map the HRT's RAM too: the HRT reads nothing there for it.
+    r.invoke_sync(12, HRT_BASE + 0x1000, 1);
+    r.mark_eq(7, rbx, NOT_MAPPED);
+    r.invoke_sync(12, 0x70_0000_0000, 1);
+    r.mark_eq(8, rbx, NOT_MAPPED);
+    // The other core shares the PML4: it sees the merged lower half as well.
+    r.invoke_sync(12, ALIAS, 0);
+    r.mark_eq(9, rbx, !PATTERN);
+    r.merge_sync(false, 1);
+    r.mark_eq(10, rbx, 0);
+    r.invoke_sync(12, ALIAS, 1);
+    r.mark_eq(11, rbx, NOT_MAPPED);
+    r.invoke_sync(12, BUF, 1);
+    r.mark_eq(12, rbx, !PATTERN);
+    r.invoke_sync(0, 0x55, 1);
+    r.mark(13, rbx);
+    r.op(Op::Exit, [0, 0, 0, 0, 0]);
+    exit_with(&mut r.a, 1);
+    let out = partitioned("merge", r.a, 2);
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let mut want: Vec<u32> = (1..=12).map(|t| code(t, 0)).collect();
+    want.push(code(13, 0x55));
+    assert_eq!(ros_marks(&out), want, "{text}");
 }

@@ -15,6 +15,12 @@ use core::arch::global_asm;
 
 /// Where the kernel is linked: virtual = KERNEL_VBASE + physical (the HVM tag's kernel_vbase).
 pub const KERNEL_VBASE: u64 = 0xFFFF_FFFF_8000_0000;
+/// Where the HVM tag asks duet to map all guest-physical memory a second time (the tag's
+/// phys_map_base): physical address x is virtual PHYS_MAP_BASE + x. In a partitioned VM the kernel
+/// reaches every physical address through this window, never through duet's identity map, whose
+/// PML4 entries 0-255 an address-space merge replaces (src/hvm.rs). 1 GiB aligned, the first
+/// address of the canonical upper half: far below the kernel window (KERNEL_VBASE).
+pub const PHYS_MAP_BASE: u64 = 0xFFFF_8000_0000_0000;
 /// The interrupt vector duet sends an HRT core when it posts an invoke (the HVM tag's wake_vector).
 pub const WAKE_VECTOR: u32 = 0xF0;
 /// The LAPIC's spurious-interrupt vector (SVR).
@@ -52,7 +58,7 @@ hrt_mb2_header:
     .long 1, 3, 6, 14, 15
     /* duet's HVM tag (hvm_abi::HvmHeaderTag, type 0xF00D, 40 bytes): in a partitioned VM, start
        every HRT core at hrt_entry64 in long mode on duet's page tables, which map kernel_vbase
-       onto the HRT partition. Tag flags bit 0 = optional (Multiboot2 spec 3.1.3): GRUB and
+       onto the HRT partition and all guest memory at phys_map_base. Tag flags bit 0 = optional (Multiboot2 spec 3.1.3): GRUB and
        duet's standalone loader skip it and take the 32-bit entry. */
     .balign 8
     .short 0xF00D
@@ -62,7 +68,7 @@ hrt_mb2_header:
     .long {wake}                            /* wake_vector */
     .quad hrt_entry64                       /* entry64 (virtual, high half) */
     .quad {kvbase}                          /* kernel_vbase */
-    .quad 0                                 /* phys_map_base: none (identity map only) */
+    .quad {physbase}                        /* phys_map_base: all guest memory again */
     /* end tag */
     .balign 8
     .short 0
@@ -72,6 +78,7 @@ hrt_mb2_header_end:
     "#,
     wake = const WAKE_VECTOR,
     kvbase = const KERNEL_VBASE,
+    physbase = const PHYS_MAP_BASE,
     options(att_syntax)
 );
 
@@ -261,6 +268,7 @@ hrt_gdt:
     .quad 0x00AF9B000000FFFF
     .quad 0x00CF93000000FFFF
     .quad 0x00CF9B000000FFFF
+    .global hrt_gdt_end
 hrt_gdt_end:
     .balign 8
     .short 0
@@ -315,14 +323,15 @@ hrt_exc_common:
     jmp hrt_halt
 
 // The invoke wake-up interrupt (partitioned VM): it only has to end `sti; hlt` in the service
-// loop (src/hvm.rs), so it sends the LAPIC an EOI and returns. The EOI register's address goes
-// through a register: as a 32-bit displacement 0xFEE000B0 would be sign-extended into the high half.
+// loop (src/hvm.rs), so it sends the LAPIC an EOI and returns. The LAPIC's virtual address is
+// hrt_lapic (src/smp.rs): in a partitioned VM the LAPIC page in the physical window, since the
+// identity map may be gone (address-space merge).
     .balign 16, 0x90
     .global hrt_wake_isr
 hrt_wake_isr:
     push %rax
-    mov $0xFEE000B0, %eax
-    movl $0, (%rax)
+    mov hrt_lapic(%rip), %rax
+    movl $0, 0xb0(%rax)             /* EOI */
     pop %rax
     iretq
 

@@ -2,7 +2,11 @@
 //!
 //! duet starts every HRT core at once at `hrt_entry64` (boot.rs) in long mode on its own page
 //! tables: the kernel's high half (KERNEL_VBASE + physical) maps the HRT partition, and all guest
-//! memory is identity-mapped. Core 0 ([`hrt_hvm_main`]) sets up the IDT, reads the Multiboot2
+//! memory is identity-mapped and mapped again at [`PHYS_MAP_BASE`] (the HVM tag asks for it). The
+//! kernel reaches physical memory only through that window (comm page, completion records, ROS
+//! buffers, the LAPIC, the boot information, its PML4) and runs on its own GDT: PML4 entries
+//! 0-255, where the identity map lives, belong to a ROS process after an address-space merge
+//! ([`FUNC_MERGE`]). Core 0 ([`hrt_hvm_main`]) sets up the IDT, reads the Multiboot2
 //! information and its HVM tag (the partition: cores, RAM ranges, comm page), fills the canary
 //! page, enables its LAPIC and lets the other cores go (`hrt_hvm_go`); each of them
 //! ([`hrt_hvm_core`]) loads the IDT, enables its LAPIC and enters the service loop. When every core
@@ -14,27 +18,32 @@
 //! record and (if asked) hypercall INVOKE_DONE; else `sti; hlt` until the wake-up interrupt
 //! (whose handler only sends the EOI). The kernel writes no memory outside its partition except
 //! completion records (checked to lie in ROS RAM), invoke function 8's pong word, invoke
-//! function 10's sample buffer and invoke function 11's response line (all checked the same way).
+//! function 10's sample buffer and invoke function 11's response line (all checked the same way),
+//! the word function 13 flips in a merged process (found by walking the page tables) and, on
+//! merge and unmerge, PML4 entries 0-255 of duet's page tables.
 
 use core::arch::asm;
 use core::mem::MaybeUninit;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
-use hvm_abi::{client, slot, HvmInfo, MemRange, Op, INVOKE_NOTIFY};
+use hvm_abi::{client, slot, HvmInfo, MemRange, Op, FUNC_MERGE, FUNC_UNMERGE, INVOKE_NOTIFY};
 
-use crate::boot::{KERNEL_VBASE, MAX_APS, WAKE_VECTOR};
+use crate::boot::{KERNEL_VBASE, MAX_APS, PHYS_MAP_BASE, WAKE_VECTOR};
 use crate::mb2::{self, Info};
 use crate::out::Line;
-use crate::smp::{lapic_enable, lapic_read, lapic_write, rdtsc, tsc_per_ms, LAPIC_ID, LAPIC_TPR};
+use crate::smp::{lapic_enable, lapic_read, lapic_write, rdtsc, set_lapic, tsc_per_ms, LAPIC_ID, LAPIC_PHYS, LAPIC_TPR};
 use crate::{idt, port};
 
 /// Every word of the canary page: "RANACTRH" little-endian.
 pub const CANARY: u64 = 0x4852_5443_414E_4152;
 /// How long core 0 waits for the other cores to reach the service loop.
 const IDLE_TIMEOUT_MS: u64 = 10_000;
-/// The end of the canonical lower half: the boot information must lie below it (identity map).
-const LOWER_HALF_END: u64 = 1 << 47;
+/// The boot information must lie below this physical address (64 TiB: the physical window and the
+/// identity map cover all guest RAM, and nothing larger fits the window).
+const INFO_LIMIT: u64 = 1 << 46;
+/// What invoke functions 12 and 13 return for an address that is not mapped (or, 13, not writable).
+pub const NOT_MAPPED: u64 = u64::MAX - 1;
 
 /// Set (release) by core 0 when the IDT and [`PARTITION`] are ready; the other cores spin on it in
 /// `hrt_entry64` before they take a stack.
@@ -67,6 +76,11 @@ fn canary_words() -> *mut u64 {
     unsafe { core::ptr::addr_of_mut!(CANARY_PAGE.0) as *mut u64 }
 }
 
+/// The virtual address of guest-physical `pa` in the physical window.
+fn pv(pa: u64) -> u64 {
+    PHYS_MAP_BASE.wrapping_add(pa)
+}
+
 /// Guest-physical address of a kernel virtual address (high half: duet maps KERNEL_VBASE + x
 /// onto hrt_base + x).
 fn phys(vaddr: u64, hrt_base: u64) -> u64 {
@@ -82,6 +96,12 @@ fn in_ros_ram(addr: u64, len: u64) -> bool {
     partition().info.ros_ram.iter().any(|r| in_range(r, addr, len))
 }
 
+/// Whether [addr, addr + len) lies wholly in one RAM range, the ROS's or the HRT's (not MMIO, not
+/// beyond the physical window).
+fn in_ram(addr: u64, len: u64) -> bool {
+    in_ros_ram(addr, len) || in_range(&partition().info.hrt_ram, addr, len)
+}
+
 fn fail(what: &str, v: u64) -> ! {
     Line::new().s("hrt: hvm: ").s(what).hex(v).print();
     port::exit(4)
@@ -91,19 +111,31 @@ fn fail(what: &str, v: u64) -> ! {
 #[no_mangle]
 extern "C" fn hrt_hvm_main(info_addr: u64, core: u64, apic: u64) -> ! {
     port::mark(3);
+    idt::load_kernel_gdt();
     idt::init();
     // No serial::init(): the UART needs no programming under duet, and reprogramming one the
     // ROS might also drive (IER, LCR, FIFO) would disturb it.
-    let Some(info) = (unsafe { Info::new(info_addr, LOWER_HALF_END) }) else {
-        Line::new().s("hrt: bad multiboot2 boot information at ").hex(info_addr).print();
-        port::exit(4)
+    // The HVM tag is read through the identity map first (it is there at the entry), to check that
+    // duet mapped the physical window; from then on everything goes through the window.
+    let read = |offset: u64| {
+        let Some(info) = (unsafe { Info::new(info_addr, INFO_LIMIT, offset) }) else {
+            Line::new().s("hrt: bad multiboot2 boot information at ").hex(info_addr).print();
+            port::exit(4)
+        };
+        let Some(tag) = info.find(mb2::TAG_HVM) else {
+            fail("no HVM information tag in the boot information at ", info_addr)
+        };
+        let Some(hvm) = tag.get(8..).and_then(HvmInfo::decode) else {
+            fail("bad HVM information tag, size ", tag.len() as u64)
+        };
+        (info, hvm)
     };
-    let Some(tag) = info.find(mb2::TAG_HVM) else {
-        fail("no HVM information tag in the boot information at ", info_addr)
-    };
-    let Some(hvm) = tag.get(8..).and_then(HvmInfo::decode) else {
-        fail("bad HVM information tag, size ", tag.len() as u64)
-    };
+    let (_, hvm) = read(0);
+    if hvm.phys_map_base != PHYS_MAP_BASE {
+        fail("duet did not map the physical window asked for; phys_map_base ", hvm.phys_map_base)
+    }
+    let (info, hvm) = read(PHYS_MAP_BASE);
+    set_lapic(pv(LAPIC_PHYS));
     let cores = hvm.hrt_cores;
     Line::new()
         .s("hrt: hvm: 64-bit entry, core ")
@@ -196,6 +228,7 @@ extern "C" fn hrt_hvm_main(info_addr: u64, core: u64, apic: u64) -> ! {
 /// Core `core` > 0 (boot.rs, after [`GO`]), on its own stack.
 #[no_mangle]
 extern "C" fn hrt_hvm_core(core: u32, _apic: u32) -> ! {
+    idt::load_kernel_gdt();
     idt::load();
     if core >= partition().info.hrt_cores {
         // Not a core of the partition duet described: stay out of the way.
@@ -209,7 +242,7 @@ extern "C" fn hrt_hvm_core(core: u32, _apic: u32) -> ! {
 
 /// The service loop of one core (contract "Invoke").
 fn serve(core: u32) -> ! {
-    let base = partition().info.comm_page + slot::SIZE * core as u64;
+    let base = pv(partition().info.comm_page + slot::SIZE * core as u64);
     let read = |off: u64| unsafe { read_volatile((base + off) as *const u64) };
     let write = |off: u64, v: u64| unsafe { write_volatile((base + off) as *mut u64, v) };
     loop {
@@ -251,9 +284,9 @@ fn complete(core: u32, addr: u64, seq: u64, result: u64) {
         return;
     }
     unsafe {
-        write_volatile((addr + 8) as *mut u64, result);
+        write_volatile(pv(addr + 8) as *mut u64, result);
         fence(Ordering::Release);
-        write_volatile(addr as *mut u64, seq);
+        write_volatile(pv(addr) as *mut u64, seq);
     }
 }
 
@@ -275,6 +308,10 @@ fn invoke(func: u64, arg: u64) -> u64 {
         9 => rdtsc(),
         10 => hypercall_bench(arg),
         11 => channel(arg),
+        12 => walk(arg, false).map_or(NOT_MAPPED, |pa| unsafe { read_volatile(pv(pa) as *const u64) }),
+        13 => flip(arg),
+        FUNC_MERGE => merge(arg),
+        FUNC_UNMERGE => unmerge(),
         _ => u64::MAX,
     }
 }
@@ -297,7 +334,7 @@ fn ping_pong(addr: u64) -> u64 {
     if !addr.is_multiple_of(8) || !in_ros_ram(addr, 128) {
         return u64::MAX;
     }
-    let (ping, pong) = (addr as *const u64, (addr + 64) as *mut u64);
+    let (ping, pong) = (pv(addr) as *const u64, pv(addr + 64) as *mut u64);
     let (mut last, mut rounds) = (0u64, 0u64);
     loop {
         let v = loop {
@@ -342,7 +379,7 @@ fn channel(addr: u64) -> u64 {
     if !addr.is_multiple_of(64) || !in_ros_ram(addr, 128) {
         return u64::MAX;
     }
-    let words = addr as *mut u64;
+    let words = pv(addr) as *mut u64;
     let read = |i: usize| unsafe { read_volatile(words.add(i)) };
     let write = |i: usize, v: u64| unsafe { write_volatile(words.add(i), v) };
     let (mut last, mut served) = (0u64, 0u64);
@@ -404,11 +441,11 @@ fn hypercall_bench(addr: u64) -> u64 {
     if !addr.is_multiple_of(8) || !in_ros_ram(addr, 8) {
         return u64::MAX;
     }
-    let n = unsafe { read_volatile(addr as *const u64) };
+    let n = unsafe { read_volatile(pv(addr) as *const u64) };
     if !(1..=HCALL_BENCH_MAX).contains(&n) || !in_ros_ram(addr, 8 * (1 + n)) {
         return u64::MAX;
     }
-    let samples = (addr + 8) as *mut u64;
+    let samples = pv(addr + 8) as *mut u64;
     for i in 0..n {
         let t0 = rdtsc_fenced();
         let r = unsafe { client::hypercall(Op::Version, [0; 5]) };
@@ -443,5 +480,119 @@ pub fn smp() -> u32 {
     } else {
         Line::new().s("hrt: smp: expected ").dec(ids.len() as u64).print();
         1
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Address-space merge (docs/hypercalls.md §6) and the page-table walk of functions 12 and 13.
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// PML4 entries of the lower (user) half.
+const LOWER_ENTRIES: usize = 256;
+
+/// Held (1) while a core changes the shared PML4 (`xchg`).
+static MERGE_LOCK: AtomicU32 = AtomicU32::new(0);
+/// duet's own PML4 entries 0-255 (the identity map), saved by the first merge; valid once
+/// [`SAVED_VALID`] is 1. Only under [`MERGE_LOCK`].
+static mut SAVED: [u64; LOWER_ENTRIES] = [0; LOWER_ENTRIES];
+static SAVED_VALID: AtomicU32 = AtomicU32::new(0);
+
+fn cr3() -> u64 {
+    let v: u64;
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reloads CR3: flushes this core's TLB (duet's tables have no global pages).
+fn flush_tlb() {
+    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+}
+
+/// The PML4 this core runs on (duet's, one for every HRT core), in the physical window.
+fn own_pml4() -> *mut u64 {
+    pv(cr3() & ADDR_MASK) as *mut u64
+}
+
+fn locked<T>(f: impl FnOnce() -> T) -> T {
+    while MERGE_LOCK.swap(1, Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+    let r = f();
+    MERGE_LOCK.store(0, Ordering::Release);
+    r
+}
+
+/// [`FUNC_MERGE`]: `root` = guest-physical address of a ROS process's PML4 (page-aligned, in ROS
+/// RAM; else u64::MAX). Saves duet's entries 0-255 (the first time), copies the root's entries
+/// 0-255 into the PML4 all HRT cores share, and flushes this core's TLB. Returns 0.
+fn merge(root: u64) -> u64 {
+    if !root.is_multiple_of(4096) || !in_ros_ram(root, 4096) {
+        return u64::MAX;
+    }
+    locked(|| unsafe {
+        let pml4 = own_pml4();
+        if SAVED_VALID.load(Ordering::Relaxed) == 0 {
+            core::ptr::copy_nonoverlapping(pml4, core::ptr::addr_of_mut!(SAVED) as *mut u64, LOWER_ENTRIES);
+            SAVED_VALID.store(1, Ordering::Relaxed);
+        }
+        core::ptr::copy_nonoverlapping(pv(root) as *const u64, pml4, LOWER_ENTRIES);
+    });
+    flush_tlb();
+    0
+}
+
+/// [`FUNC_UNMERGE`]: puts duet's entries 0-255 back (if a merge saved them) and flushes this
+/// core's TLB. Returns 0.
+fn unmerge() -> u64 {
+    locked(|| unsafe {
+        if SAVED_VALID.load(Ordering::Relaxed) != 0 {
+            core::ptr::copy_nonoverlapping(core::ptr::addr_of!(SAVED) as *const u64, own_pml4(), LOWER_ENTRIES);
+        }
+    });
+    flush_tlb();
+    0
+}
+
+/// Walks this core's page tables in software, through the physical window: the guest-physical
+/// address of the 8-aligned u64 at `va`, if every level is present (and writable, for `write`),
+/// every table lies in RAM (so the walk never faults, nor reads MMIO) and the word lies in ROS RAM
+/// (user memory: a ROS page table aimed at HRT RAM gets nothing). 4 KiB, 2 MiB and 1 GiB pages.
+fn walk(va: u64, write: bool) -> Option<u64> {
+    let top = va >> 47;
+    if !va.is_multiple_of(8) || (top != 0 && top != 0x1ffff) {
+        return None;
+    }
+    let mut table = cr3() & ADDR_MASK;
+    for (level, shift) in [(4u32, 39u32), (3, 30), (2, 21), (1, 12)] {
+        if !in_ram(table, 4096) {
+            return None;
+        }
+        let e = unsafe { read_volatile((pv(table) as *const u64).add(((va >> shift) & 511) as usize)) };
+        if e & PRESENT == 0 || (write && e & WRITABLE == 0) {
+            return None;
+        }
+        if level == 1 || (e & HUGE != 0 && level <= 3) {
+            let size = 1u64 << shift;
+            let pa = (e & ADDR_MASK & !(size - 1)) | (va & (size - 1));
+            return in_ros_ram(pa, 8).then_some(pa);
+        }
+        table = e & ADDR_MASK;
+    }
+    None
+}
+
+/// Function 13: the u64 at `va` (mapped and writable at every level) becomes its complement;
+/// returns the new value, or [`NOT_MAPPED`]. Read and written through the physical window (not
+/// atomic against the process).
+fn flip(va: u64) -> u64 {
+    let Some(pa) = walk(va, true) else { return NOT_MAPPED };
+    let word = pv(pa) as *mut u64;
+    unsafe {
+        let new = !read_volatile(word);
+        write_volatile(word, new);
+        new
     }
 }

@@ -69,6 +69,22 @@ pub fn load() {
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
 }
 
+extern "C" {
+    /// The kernel's GDT (boot.rs): 0x08 64-bit code, 0x10 data, as in duet's.
+    static hrt_gdt: u8;
+    static hrt_gdt_end: u8;
+}
+
+/// Loads the kernel's own GDT at its high-half address on this CPU (partitioned VM). duet's GDT
+/// lies at a guest-physical address in the lower half, which an address-space merge hands to a
+/// ROS process, and every interrupt and `iretq` reads the GDT. The selectors stay valid: 0x08 and
+/// 0x10 are the same segments in both.
+pub fn load_kernel_gdt() {
+    let (base, end) = unsafe { (&hrt_gdt as *const u8 as u64, &hrt_gdt_end as *const u8 as u64) };
+    let ptr = Pointer { limit: (end - base - 1) as u16, base };
+    unsafe { asm!("lgdt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
+}
+
 /// Loads an IDT with limit 0 and raises #UD: no exception can be delivered, so the core
 /// triple-faults (invoke function 5).
 pub fn triple_fault() -> ! {

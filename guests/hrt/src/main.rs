@@ -47,7 +47,7 @@ extern "C" fn hrt_kmain(magic: u32, info_addr: u32) -> ! {
     idt::init();
     serial::init();
     let _ = magic; // checked by _start
-    let Some(info) = (unsafe { Info::new(info_addr as u64, 1 << 32) }) else {
+    let Some(info) = (unsafe { Info::new(info_addr as u64, 1 << 32, 0) }) else {
         Line::new()
             .s("hrt: bad multiboot2 boot information at ")
             .hex(info_addr as u64)
@@ -180,11 +180,13 @@ fn modules(info: &Info) -> u32 {
             .b(m.string)
             .s("'")
             .print();
-        // Page 0 is unmapped; a module there (never placed by duet) is not read.
+        // Page 0 is unmapped standalone; a module there (never placed by duet) is not read. The
+        // bytes are read where the boot information says physical memory is mapped.
         let bytes: &[u8] = if len == 0 || m.start < 0x1000 {
             &[]
         } else {
-            unsafe { core::slice::from_raw_parts(m.start as usize as *const u8, len) }
+            let at = info.phys_offset + m.start as u64;
+            unsafe { core::slice::from_raw_parts(at as usize as *const u8, len) }
         };
         Line::new()
             .s("hrt: module ")

@@ -40,29 +40,36 @@ pub fn cstr(b: &[u8], off: usize) -> &[u8] {
 }
 
 pub struct Info {
+    /// Its physical address.
     pub addr: u64,
+    /// Where physical memory is mapped: physical x is virtual `phys_offset + x` (0 standalone: the
+    /// identity map; a partitioned VM: the physical window, boot::PHYS_MAP_BASE).
+    pub phys_offset: u64,
     bytes: &'static [u8],
 }
 
 impl Info {
-    /// The structure at physical address `addr` (identity-mapped), if its header is sane and it
-    /// lies wholly below `limit` (the end of the identity map: 4 GiB standalone; a partitioned VM
-    /// maps all guest memory).
+    /// The structure at physical address `addr`, read at virtual `phys_offset + addr`, if its
+    /// header is sane and it lies wholly below physical `limit` (what the mapping covers for sure:
+    /// 4 GiB standalone; a partitioned VM maps all guest memory).
     ///
     /// # Safety
-    /// `addr` must be what the loader passed in EBX.
-    pub unsafe fn new(addr: u64, limit: u64) -> Option<Info> {
+    /// `addr` must be what the loader passed in EBX, and `[phys_offset, phys_offset + limit)` must
+    /// map physical memory from 0.
+    pub unsafe fn new(addr: u64, limit: u64, phys_offset: u64) -> Option<Info> {
         // 8-aligned, not in the unmapped page 0.
         if addr & 7 != 0 || addr < 0x1000 || addr.checked_add(16)? > limit {
             return None;
         }
-        let total = core::ptr::read_volatile(addr as usize as *const u32);
+        let virt = phys_offset.checked_add(addr)?;
+        let total = core::ptr::read_volatile(virt as usize as *const u32);
         if !(16..=MAX_SIZE).contains(&total) || addr.checked_add(total as u64)? > limit {
             return None;
         }
         Some(Info {
             addr,
-            bytes: core::slice::from_raw_parts(addr as usize as *const u8, total as usize),
+            phys_offset,
+            bytes: core::slice::from_raw_parts(virt as usize as *const u8, total as usize),
         })
     }
 

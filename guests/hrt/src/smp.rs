@@ -22,9 +22,14 @@ extern "C" {
 /// APs that reported in.
 #[link_section = ".data.hrt"]
 static ONLINE: AtomicU32 = AtomicU32::new(0);
-/// The LAPIC's address, for the APs.
+/// The LAPIC's physical address (xAPIC default).
+pub const LAPIC_PHYS: u64 = 0xFEE0_0000;
+/// The LAPIC's virtual address, for every CPU and the wake-up interrupt (boot.rs): standalone the
+/// identity-mapped physical address (the MADT's), in a partitioned VM the LAPIC page in the
+/// physical window ([`set_lapic`]).
 #[link_section = ".data.hrt"]
-static LAPIC: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+#[export_name = "hrt_lapic"]
+static LAPIC: AtomicU64 = AtomicU64::new(LAPIC_PHYS);
 
 pub const LAPIC_ID: u64 = 0x20;
 pub const LAPIC_TPR: u64 = 0x80;
@@ -48,6 +53,11 @@ pub fn lapic_write(reg: u64, v: u32) {
             v,
         )
     }
+}
+
+/// Sets the LAPIC's virtual address (core 0 of a partitioned VM, before the other cores start).
+pub fn set_lapic(vaddr: u64) {
+    LAPIC.store(vaddr, Ordering::Release);
 }
 
 pub fn rdtsc() -> u64 {
