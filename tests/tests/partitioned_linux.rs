@@ -1,7 +1,8 @@
 //! The partitioned VM with a real Linux ROS (duet's lean test kernel) driving duet's HRT from user space
 //! with the `hvm` tool (guests/hvm-tool): both kernels boot in one VM and each reports its own view;
 //! a root process cannot read or write the HRT's memory through /dev/mem; the HRT runs functions,
-//! faults on purpose, is rebooted and booted on request. Two Linux boots (1+1 and 1+2 vCPUs), each
+//! faults on purpose, is rebooted and booted on request, and shares a process's address space
+//! (MERGE: it reads and writes the process's memory by user pointer). Two Linux boots (1+1 and 1+2 vCPUs), each
 //! running every check it can, since Linux boots are expensive where guest ring 0 is emulated.
 
 use std::time::Duration;
@@ -84,7 +85,11 @@ fn linux_drives_the_hrt_and_cannot_touch_its_memory() {
 
 #[test]
 fn linux_boots_the_hrt_on_request_and_invokes_every_core() {
-    let script = "hvm status; hvm invoke 0 1; hvm boot --wait 60 && hvm invoke --all 7; hvm status; exit 0";
+    // Then the address-space merge: one process shares its user half with core 1 (which reads and
+    // flips its word by virtual address, and finds a page it never touched not present); MERGE and
+    // UNMERGE on every core from two processes; every core still serves afterwards.
+    let script = "hvm status; hvm invoke 0 1; hvm boot --wait 60 && hvm invoke --all 7; \
+        hvm merge-test --core 1; hvm merge --all; hvm unmerge --all; hvm invoke --all 1 41; hvm status; exit 0";
     let (out, text) = partitioned(2, config::HrtBoot::OnRequest, script);
     assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
     has(&text, "state=not-booted detail=0 boots=0");
@@ -96,4 +101,22 @@ fn linux_boots_the_hrt_on_request_and_invokes_every_core() {
     has(&text, "state=ready detail=0 boots=1");
     let hrt_lines = text.lines().filter(|l| l.starts_with("hrt: hvm: 64-bit entry")).count();
     assert_eq!(hrt_lines, 1, "the HRT booted once, on request:\n{text}");
+    // The merge: the HRT read the process's pattern by its virtual address and flipped it (the
+    // process read the complement), and a page never touched was not mapped for it.
+    let line = text.lines().find(|l| l.starts_with("merge-test ok ")).unwrap_or_default();
+    assert!(!line.is_empty(), "no merge-test line:\n{text}");
+    eprintln!("{line}");
+    let field = |name: &str| -> u64 {
+        let v = line.split_whitespace().find_map(|w| w.strip_prefix(name)).expect("the field in the merge-test line");
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("a hex number in the merge-test line")
+    };
+    assert_eq!(field("hrt_read="), field("pattern="), "{line}");
+    assert_eq!(field("flipped="), !field("pattern="), "{line}");
+    has(&text, "untouched=not-present");
+    for core in 0..2 {
+        has(&text, &format!("core={core} merge result=0"));
+        has(&text, &format!("core={core} unmerge result=0"));
+    }
+    assert_eq!(text.matches("result=0x2a (42)").count(), 2, "every core serves after the merges:\n{text}");
+    assert!(!text.contains("hvm: merge"), "{text}");
 }

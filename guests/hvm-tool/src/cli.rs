@@ -17,6 +17,12 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   invoke  [--core N | --all] [--async] [--notify] [--timeout SECS] FUNC [ARG]
                                          run HRT function FUNC(ARG); sync waits for the result (10 s)
   result  CORE                           the last finished invoke on CORE (INVOKE_RESULT)
+  merge   [--core N | --all]             share this process's user half with the HRT core(s) (MERGE;
+                                         useful only as a probe: the process exits right after)
+  unmerge [--core N | --all]             give the HRT core(s) their own lower half back (UNMERGE)
+  merge-test [--core N]                  MERGE, the HRT reads and flips a word of this process by its
+                                         virtual address (functions 12, 13), a never-touched page is
+                                         not mapped there, UNMERGE, an echo invoke
   events                                 take every pending event
   post    EVENT [PAYLOAD]                post an event to the HRT
   exit    STATUS                         end the VM with STATUS
@@ -218,6 +224,18 @@ pub enum Cmd {
     },
     /// `hvm bench`.
     Bench(BenchArgs),
+    /// `hvm merge` (`merge` true) or `hvm unmerge`.
+    Merge {
+        /// MERGE or UNMERGE.
+        merge: bool,
+        /// Core(s).
+        target: Target,
+    },
+    /// `hvm merge-test [--core N]`.
+    MergeTest {
+        /// The HRT core.
+        core: u64,
+    },
 }
 
 /// Whether an option takes a value.
@@ -417,8 +435,28 @@ pub fn parse(args: &[String]) -> Result<Cmd, Error> {
             Ok(Cmd::ProbeMem { base, len, stride })
         }
         "bench" => parse_bench(rest),
+        "merge" | "unmerge" => {
+            let s = split(cmd, rest, &[("core", Takes::Value), ("all", Takes::No)])?;
+            s.positional(cmd, 0, 0)?;
+            Ok(Cmd::Merge { merge: cmd == "merge", target: target(cmd, &s)? })
+        }
+        "merge-test" => {
+            let s = split(cmd, rest, &[("core", Takes::Value)])?;
+            s.positional(cmd, 0, 0)?;
+            Ok(Cmd::MergeTest { core: s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0) })
+        }
         other => Err(Error::usage(format!("unknown command {other:?}"))),
     }
+}
+
+/// `--core N` or `--all` (default core 0).
+fn target(cmd: &str, s: &Split) -> Result<Target, Error> {
+    Ok(match (s.value("core"), s.flag("all")) {
+        (Some(_), true) => return Err(Error::usage(format!("{cmd}: --core and --all exclude each other"))),
+        (Some(c), false) => Target::Core(parse_u64("--core", c)?),
+        (None, true) => Target::All,
+        (None, false) => Target::Core(0),
+    })
 }
 
 fn parse_invoke(rest: &[String]) -> Result<Cmd, Error> {
@@ -435,12 +473,7 @@ fn parse_invoke(rest: &[String]) -> Result<Cmd, Error> {
         ],
     )?;
     let pos = s.positional(cmd, 1, 2)?;
-    let target = match (s.value("core"), s.flag("all")) {
-        (Some(_), true) => return Err(Error::usage("invoke: --core and --all exclude each other")),
-        (Some(c), false) => Target::Core(parse_u64("--core", c)?),
-        (None, true) => Target::All,
-        (None, false) => Target::Core(0),
-    };
+    let target = target(cmd, &s)?;
     let timeout = s.value("timeout").map(|v| parse_secs("--timeout", v)).transpose()?.unwrap_or(DEFAULT_INVOKE_TIMEOUT);
     Ok(Cmd::Invoke(InvokeArgs {
         target,
@@ -559,6 +592,14 @@ mod tests {
         let Ok(Cmd::Bench(b)) = p("bench invoke-poll --core 1 --iters 5000 --warmup 10") else { unreachable!() };
         assert_eq!((b.kind, b.kind.name(), b.core, b.iters, b.warmup), (BenchKind::InvokePoll, "invoke-poll", 1, 5000, 10));
         assert!(matches!(p("bench warp"), Err(Error::Usage(_))));
+        assert_eq!(p("merge").ok(), Some(Cmd::Merge { merge: true, target: Target::Core(0) }));
+        assert_eq!(p("merge --all").ok(), Some(Cmd::Merge { merge: true, target: Target::All }));
+        assert_eq!(p("unmerge --core 1").ok(), Some(Cmd::Merge { merge: false, target: Target::Core(1) }));
+        assert!(matches!(p("merge --core 1 --all"), Err(Error::Usage(_))));
+        assert!(matches!(p("unmerge 3"), Err(Error::Usage(_))));
+        assert_eq!(p("merge-test --core 1").ok(), Some(Cmd::MergeTest { core: 1 }));
+        assert_eq!(p("merge-test").ok(), Some(Cmd::MergeTest { core: 0 }));
+        assert!(matches!(p("merge-test --all"), Err(Error::Usage(_))));
         assert!(matches!(p("frobnicate"), Err(Error::Usage(_))));
     }
 }

@@ -47,7 +47,7 @@ impl Port {
     /// A hypercall that makes the VMM write none of our memory (every operation but PARTITION_INFO
     /// and an INVOKE with a completion record, which have their own methods).
     pub fn call(&self, op: Op, args: [u64; 5]) -> Result<Ret, Error> {
-        if op == Op::PartitionInfo || (op == Op::Invoke && args[4] != 0) {
+        if op == Op::PartitionInfo || (matches!(op, Op::Invoke | Op::Merge | Op::Unmerge) && args[4] != 0) {
             return Err(Error::failed(format!("internal: {} needs its own wrapper", op.name())));
         }
         // SAFETY: `self` proves ioperm succeeded; the operation writes no memory of ours (checked
@@ -109,6 +109,20 @@ impl Port {
         // only reads atomically; the VMM checks the address is mapped and writable.
         let r = unsafe { client::hypercall(Op::Invoke, [func, arg, core, flags, rdi]) }
             .map_err(|e| failure(Op::Invoke, e))?;
+        Ok(r.rbx)
+    }
+
+    /// MERGE (`merge`) or UNMERGE on `core` (or [`hvm_abi::ALL_CORES`]): duet posts the reserved
+    /// invoke function with this process's page-table root; the HRT writes its outcome to
+    /// `completion` (one record per core for all cores) if given. Returns the sequence number.
+    pub fn merge(&self, merge: bool, core: u64, completion: Option<&[CompletionCell]>) -> Result<u64, Error> {
+        let op = if merge { Op::Merge } else { Op::Unmerge };
+        let rdi = completion.map_or(0, |c| c.as_ptr() as u64);
+        // SAFETY: `self` proves ioperm succeeded. As for `invoke`, the only memory written on our
+        // behalf is the completion records: atomics in locked memory that the caller keeps alive.
+        // Sharing our user half with the HRT is what the caller asks for (the HRT reads and writes
+        // only what an invoke names).
+        let r = unsafe { client::hypercall(op, [core, 0, 0, 0, rdi]) }.map_err(|e| failure(op, e))?;
         Ok(r.rbx)
     }
 

@@ -62,7 +62,7 @@ fn result_line(core: u64, seq: u64, result: u64) -> String {
 
 /// Waits for `cell` like [`spin_until`] (`Ok(Err(last seen))` at `deadline`), but fails at once if
 /// the HRT exited or faulted.
-fn wait(
+pub fn wait(
     port: &Port,
     cell: &CompletionCell,
     deadline: Instant,
@@ -89,7 +89,7 @@ fn wait(
 }
 
 /// The message for a sync invoke that timed out.
-fn no_result(core: u64, timeout: Duration, expected: u64, seen: u64) -> Error {
+pub fn no_result(core: u64, timeout: Duration, expected: u64, seen: u64) -> Error {
     Error::failed(format!(
         "no result after {:.1} s from core {core} (invoke seq {expected}, completion seq {seen})",
         timeout.as_secs_f64()

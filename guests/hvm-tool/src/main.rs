@@ -26,6 +26,7 @@ mod hcall;
 mod info;
 mod invoke;
 mod lifecycle;
+mod merge;
 mod misc;
 mod probe;
 mod stats;
@@ -114,5 +115,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         Cmd::Exit { status } => misc::exit(&port, status),
         Cmd::Flood { n } => misc::flood(&port, n),
         Cmd::Bench(b) => bench::run(&port, &b),
+        Cmd::Merge { merge, target } => merge::run(&port, &version, merge, target),
+        Cmd::MergeTest { core } => merge::test(&port, core),
     }
 }

@@ -29,6 +29,17 @@ pub fn mlockall() -> Result<(), Error> {
     Ok(())
 }
 
+/// `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`: what is locked stays locked (and present),
+/// but mappings made from now on are locked only as their pages are touched, not populated up front.
+pub fn mlockall_on_fault() -> Result<(), Error> {
+    // SAFETY: a plain syscall; it changes no memory contents.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::failed(format!("mlockall(MCL_ONFAULT): {e}")));
+    }
+    Ok(())
+}
+
 /// `mlock(addr, len)`: a buffer the HRT writes by guest-physical address must stay where
 /// /proc/self/pagemap saw it (mlockall already covers it; this says so for the one buffer).
 pub fn mlock(addr: usize, len: usize) -> Result<(), Error> {
