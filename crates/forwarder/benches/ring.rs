@@ -119,22 +119,26 @@ fn round_trip(c: &mut Criterion) {
     );
     drop(region);
 
-    // The physical floor: one line each way, as a forward in poll mode moves.
-    let ping = CacheLine::ZERO;
-    let pong = CacheLine::ZERO;
-    let word = |line: &CacheLine| {
-        // SAFETY: the line is 64-byte aligned and outlives the scope; only accessed atomically.
-        unsafe { AtomicU64::from_ptr(line as *const CacheLine as *mut u64) }
-    };
-    let (ping, pong) = (word(&ping), word(&pong));
+    // The physical floor: one line each way, as a forward in poll mode moves. The two lines are
+    // 128 bytes apart, like the ring's lines written by different sides.
+    let mut lines = vec![CacheLine::ZERO; 4];
+    let base = lines.as_mut_ptr();
+    // SAFETY: lines 0 and 2 of `lines`, 64-byte aligned; `lines` outlives both threads (joined in
+    // `with_peer`) and is only touched through these two atomics.
+    let (ping, pong) = unsafe { (AtomicU64::from_ptr(base.cast()), AtomicU64::from_ptr(base.add(2).cast())) };
     with_peer(
         |stop| {
-            let mut seen = 0;
-            while !stop.load(Ordering::Relaxed) {
+            let (mut seen, mut idle) = (0, 0u32);
+            loop {
                 let v = ping.load(Ordering::Acquire);
                 if v != seen {
                     seen = v;
                     pong.store(v, Ordering::Release);
+                    continue;
+                }
+                idle = idle.wrapping_add(1);
+                if idle % 1024 == 0 && stop.load(Ordering::Relaxed) {
+                    return;
                 }
                 std::hint::spin_loop();
             }
@@ -153,6 +157,7 @@ fn round_trip(c: &mut Criterion) {
         },
     );
     group.finish();
+    drop(lines);
 }
 
 /// Submits `count` requests, keeping up to a ring's worth in flight, and collects them all.
