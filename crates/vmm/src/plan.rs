@@ -105,6 +105,8 @@ pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
         (None, Some(hrt)) => prepare_multiboot2(hrt, platform),
         (Some(ros), Some(hrt)) => {
             let mut plan = prepare_linux(ros, platform)?;
+            // One paging depth on both sides (the HRT adopts a ROS process's PML4 entries).
+            plan.platform.cpuid_mask.la57 = true;
             let single = prepare_multiboot2(hrt, plan.platform.clone())?;
             let layout = hvm::layout::PartitionLayout::new(ros.memory, hrt.memory)?;
             let KernelKind::Multiboot2 { image } = single.kind else {

@@ -114,7 +114,7 @@ impl PlatformSettings {
         } else {
             Vec::new()
         };
-        let cpuid_mask = crate::vcpu::setup::CpuidMask { cx16: workarounds, pv_hypercalls: workarounds };
+        let cpuid_mask = crate::vcpu::setup::CpuidMask { cx16: workarounds, pv_hypercalls: workarounds, la57: false };
         PlatformSettings { flavor, workarounds, cpuid_mask, clearcpuid }
     }
 

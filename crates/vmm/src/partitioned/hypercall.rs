@@ -20,6 +20,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::Hvm;
 
 const CR0_PG: u64 = 1 << 31;
+const CR4_LA57: u64 = 1 << 12;
 
 /// Results in RBX, RCX, RDX.
 #[derive(Debug, Default, Clone, Copy)]
@@ -127,7 +128,8 @@ impl Hvm {
             Call::Merge { merge, target, flags, completion } => {
                 // The caller's page-table root: CR3 without PCID (bits 0-11) and flag bits (63, 62).
                 let sregs = vcpu.get_sregs().map_err(|_| HcallError::BadState)?;
-                if sregs.cr0 & CR0_PG == 0 {
+                // A 4-level page-table root only (duet hides LA57 from both partitions).
+                if sregs.cr0 & CR0_PG == 0 || sregs.cr4 & CR4_LA57 != 0 {
                     return Err(HcallError::BadState);
                 }
                 let root = sregs.cr3 & 0x000f_ffff_ffff_f000;

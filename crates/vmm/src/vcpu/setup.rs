@@ -53,7 +53,13 @@ pub struct CpuidMask {
     pub cx16: bool,
     /// Hide KVM's hypercall-based PV features ([`KVM_PV_HYPERCALL_FEATURES`]).
     pub pv_hypercalls: bool,
+    /// Hide 5-level paging (LA57): both partitions of a partitioned VM must use 4-level page tables,
+    /// so the HRT can adopt a ROS process's PML4 entries.
+    pub la57: bool,
 }
+
+/// CPUID.(EAX=7,ECX=0):ECX bit 16: 5-level paging.
+const CPUID_7_ECX_LA57: u32 = 1 << 16;
 
 /// Adjusts CPUID for vCPU `id` of `count`: APIC IDs, the hypervisor bit, and what `mask` hides.
 pub fn cpuid_for(base: &CpuId, id: u8, count: u8, mask: CpuidMask) -> CpuId {
@@ -68,6 +74,7 @@ pub fn cpuid_for(base: &CpuId, id: u8, count: u8, mask: CpuidMask) -> CpuId {
                 }
             }
             KVM_CPUID_FEATURES if mask.pv_hypercalls => e.eax &= !KVM_PV_HYPERCALL_FEATURES,
+            7 if e.index == 0 && mask.la57 => e.ecx &= !CPUID_7_ECX_LA57,
             0xb | 0x1f => e.edx = u32::from(id),
             _ => {}
         }
@@ -177,9 +184,10 @@ mod tests {
             kvm_cpuid_entry2 { function: 1, ecx: CPUID_1_ECX_CX16 | 1, ebx: 0xaabb_ccdd, ..Default::default() },
             kvm_cpuid_entry2 { function: 0xb, edx: 0, ..Default::default() },
             kvm_cpuid_entry2 { function: KVM_CPUID_FEATURES, eax: 0xffff, ..Default::default() },
+            kvm_cpuid_entry2 { function: 7, index: 0, ecx: CPUID_7_ECX_LA57 | 1, ..Default::default() },
         ])
         .expect("cpuid");
-        let c = cpuid_for(&base, 3, 4, CpuidMask { cx16: true, pv_hypercalls: true });
+        let c = cpuid_for(&base, 3, 4, CpuidMask { cx16: true, pv_hypercalls: true, la57: true });
         let leaf1 = c.as_slice()[0];
         assert_eq!(leaf1.ebx >> 24, 3);
         assert_eq!((leaf1.ebx >> 16) & 0xff, 4);
@@ -188,9 +196,11 @@ mod tests {
         assert_ne!(leaf1.ecx & CPUID_1_ECX_HYPERVISOR, 0);
         assert_eq!(c.as_slice()[1].edx, 3);
         assert_eq!(c.as_slice()[2].eax, 0xffff & !KVM_PV_HYPERCALL_FEATURES);
+        assert_eq!(c.as_slice()[3].ecx, 1, "LA57 hidden");
         let keep = cpuid_for(&base, 0, 1, CpuidMask::default());
         assert_ne!(keep.as_slice()[0].ecx & CPUID_1_ECX_CX16, 0);
         assert_eq!(keep.as_slice()[2].eax, 0xffff);
+        assert_eq!(keep.as_slice()[3].ecx, CPUID_7_ECX_LA57 | 1);
     }
 
     #[test]
