@@ -87,9 +87,11 @@ fn linux_drives_the_hrt_and_cannot_touch_its_memory() {
 fn linux_boots_the_hrt_on_request_and_invokes_every_core() {
     // Then the address-space merge: one process shares its user half with core 1 (which reads and
     // flips its word by virtual address, and finds a page it never touched not present); MERGE and
-    // UNMERGE on every core from two processes; every core still serves afterwards.
+    // UNMERGE on every core from two processes; every core still serves afterwards. Between them the
+    // first forwarded system call: core 0 (function 14) forwards getpid 1000 times through a
+    // forwarding channel in a merged process, which serves it (the proxy).
     let script = "hvm status; hvm invoke 0 1; hvm boot --wait 60 && hvm invoke --all 7; \
-        hvm merge-test --core 1; hvm merge --all; hvm unmerge --all; hvm invoke --all 1 41; hvm status; exit 0";
+        hvm merge-test --core 1; hvm forward-test --core 0; hvm merge --all; hvm unmerge --all; hvm invoke --all 1 41; hvm status; exit 0";
     let (out, text) = partitioned(2, config::HrtBoot::OnRequest, script);
     assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
     has(&text, "state=not-booted detail=0 boots=0");
@@ -113,6 +115,17 @@ fn linux_boots_the_hrt_on_request_and_invokes_every_core() {
     assert_eq!(field("hrt_read="), field("pattern="), "{line}");
     assert_eq!(field("flipped="), !field("pattern="), "{line}");
     has(&text, "untouched=not-present");
+    // The forwarded getpid answered the proxy's own pid, every one of the 1000 times.
+    let line = text.lines().find(|l| l.starts_with("forward-test ok ")).unwrap_or_default();
+    assert!(!line.is_empty(), "no forward-test line:\n{text}");
+    eprintln!("{line}");
+    let field = |name: &str| -> u64 {
+        let v = line.split_whitespace().find_map(|w| w.strip_prefix(name)).expect("the field in the forward-test line");
+        v.parse().expect("a decimal number in the forward-test line")
+    };
+    assert_eq!(field("hrt_pid="), field("pid="), "{line}");
+    assert_eq!(field("served="), 1000, "{line}");
+    assert!(!text.contains("hvm: forward-test"), "{text}");
     for core in 0..2 {
         has(&text, &format!("core={core} merge result=0"));
         has(&text, &format!("core={core} unmerge result=0"));

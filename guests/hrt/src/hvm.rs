@@ -19,7 +19,8 @@
 //! (whose handler only sends the EOI). The kernel writes no memory outside its partition except
 //! completion records (checked to lie in ROS RAM), invoke function 8's pong word, invoke
 //! function 10's sample buffer and invoke function 11's response line (all checked the same way),
-//! the word function 13 flips in a merged process (found by walking the page tables) and, on
+//! the word function 13 flips in a merged process (found by walking the page tables), the producer's
+//! side of function 14's forwarding channel in a merged process (every page walked first) and, on
 //! merge and unmerge, PML4 entries 0-255 of duet's page tables.
 
 use core::arch::asm;
@@ -310,6 +311,7 @@ fn invoke(func: u64, arg: u64) -> u64 {
         11 => channel(arg),
         12 => walk(arg, false).map_or(NOT_MAPPED, |pa| unsafe { read_volatile(pv(pa) as *const u64) }),
         13 => flip(arg),
+        FUNC_FORWARD_GETPID => forward_getpid(arg),
         FUNC_MERGE => merge(arg),
         FUNC_UNMERGE => unmerge(),
         _ => u64::MAX,
@@ -595,4 +597,87 @@ fn flip(va: u64) -> u64 {
         write_volatile(word, new);
         new
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first forwarded system call (docs/forwarding.md "Implemented so far").
+
+/// Function 14: forward `getpid` through a merged process's forwarding channel.
+const FUNC_FORWARD_GETPID: u64 = 14;
+/// How many calls function 14 forwards.
+const FORWARD_CALLS: u64 = 1000;
+/// Linux x86-64 `getpid`.
+const SYS_GETPID: u32 = 39;
+/// Looks at a response after which function 14 gives up on one call (poll mode, no notify).
+const FORWARD_SPIN_LIMIT: u64 = 100_000_000;
+/// Function 14's errors: some page of the channel region is not mapped (writable, ROS RAM) ...
+pub const FORWARD_NOT_MAPPED: u64 = u64::MAX - 1;
+/// ... `Channel::from_raw` or `producer` refused the region ...
+pub const FORWARD_ATTACH_FAILED: u64 = u64::MAX - 2;
+/// ... the proxy did not answer a call within [`FORWARD_SPIN_LIMIT`] looks ...
+pub const FORWARD_TIMED_OUT: u64 = u64::MAX - 3;
+/// ... a call failed otherwise (corruption, or a negative result) ...
+pub const FORWARD_CALL_FAILED: u64 = u64::MAX - 4;
+/// ... or the calls answered different pids.
+pub const FORWARD_RESULTS_DIFFER: u64 = u64::MAX - 5;
+
+/// Whether [va, va + len) lies in the lower (user) half and every page of it is mapped writable to
+/// ROS RAM in this core's page tables (the software walk: never a fault).
+fn user_region_mapped(va: u64, len: u64) -> bool {
+    let Some(last) = len.checked_sub(1).and_then(|l| va.checked_add(l)) else { return false };
+    if last >= 1 << 47 {
+        return false;
+    }
+    let mut page = va & !4095;
+    while page <= last {
+        if walk(page, true).is_none() {
+            return false;
+        }
+        page += 4096;
+    }
+    true
+}
+
+/// Function 14, forward-getpid: `va` = the user virtual address (in the merged lower half) of a
+/// forwarding channel (`crates/forwarder`) that the merged process formatted and serves. Checks
+/// that the header's page is mapped, reads the slot count, checks that every page of the region is
+/// mapped, attaches as the producer, and forwards `getpid` (39) [`FORWARD_CALLS`] times in poll
+/// mode (spin, at most [`FORWARD_SPIN_LIMIT`] looks per call). Returns the pid, or one of the
+/// `FORWARD_*` errors.
+fn forward_getpid(va: u64) -> u64 {
+    use forwarder::{layout, Channel, Spin};
+    if !va.is_multiple_of(64) || !user_region_mapped(va, layout::REQUESTS as u64) {
+        return FORWARD_NOT_MAPPED;
+    }
+    // The slot count as the header says now; from_raw reads it again and checks it against the
+    // length, so a peer that changes it in between gets BadSlotCount or RegionTooSmall.
+    let slots = unsafe { read_volatile((va + layout::HEADER_SLOT_COUNT as u64) as *const u32) };
+    if !layout::slot_count_ok(slots) {
+        return FORWARD_ATTACH_FAILED;
+    }
+    let len = layout::region_len(slots);
+    if !user_region_mapped(va, len as u64) {
+        return FORWARD_NOT_MAPPED;
+    }
+    // SAFETY: every page of the region is mapped (merged lower half) and stays so while the
+    // process is merged and serving; it is only accessed through the channel view.
+    let channel = match unsafe { Channel::from_raw(va as *mut u8, len) } {
+        Ok(c) => c,
+        Err(_) => return FORWARD_ATTACH_FAILED,
+    };
+    let Ok(mut producer) = channel.producer() else { return FORWARD_ATTACH_FAILED };
+    let mut pid = None;
+    for _ in 0..FORWARD_CALLS {
+        let r = match producer.forward(SYS_GETPID, [0; 6], &mut Spin::limit(FORWARD_SPIN_LIMIT)) {
+            Ok(r) if r >= 0 => r as u64,
+            Err(forwarder::Error::TimedOut) => return FORWARD_TIMED_OUT,
+            _ => return FORWARD_CALL_FAILED,
+        };
+        match pid {
+            None => pid = Some(r),
+            Some(p) if p != r => return FORWARD_RESULTS_DIFFER,
+            Some(_) => {}
+        }
+    }
+    pid.unwrap_or(FORWARD_CALL_FAILED)
 }

@@ -23,6 +23,8 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   merge-test [--core N]                  MERGE, the HRT reads and flips a word of this process by its
                                          virtual address (functions 12, 13), a never-touched page is
                                          not mapped there, UNMERGE, an echo invoke
+  forward-test [--core N]                MERGE, then serve a forwarding channel while HRT function 14
+                                         forwards getpid 1000 times through it, UNMERGE
   events                                 take every pending event
   post    EVENT [PAYLOAD]                post an event to the HRT
   exit    STATUS                         end the VM with STATUS
@@ -236,6 +238,11 @@ pub enum Cmd {
         /// The HRT core.
         core: u64,
     },
+    /// `hvm forward-test [--core N]`.
+    ForwardTest {
+        /// The HRT core.
+        core: u64,
+    },
 }
 
 /// Whether an option takes a value.
@@ -445,6 +452,11 @@ pub fn parse(args: &[String]) -> Result<Cmd, Error> {
             s.positional(cmd, 0, 0)?;
             Ok(Cmd::MergeTest { core: s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0) })
         }
+        "forward-test" => {
+            let s = split(cmd, rest, &[("core", Takes::Value)])?;
+            s.positional(cmd, 0, 0)?;
+            Ok(Cmd::ForwardTest { core: s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0) })
+        }
         other => Err(Error::usage(format!("unknown command {other:?}"))),
     }
 }
@@ -600,6 +612,9 @@ mod tests {
         assert_eq!(p("merge-test --core 1").ok(), Some(Cmd::MergeTest { core: 1 }));
         assert_eq!(p("merge-test").ok(), Some(Cmd::MergeTest { core: 0 }));
         assert!(matches!(p("merge-test --all"), Err(Error::Usage(_))));
+        assert_eq!(p("forward-test --core 1").ok(), Some(Cmd::ForwardTest { core: 1 }));
+        assert_eq!(p("forward-test").ok(), Some(Cmd::ForwardTest { core: 0 }));
+        assert!(matches!(p("forward-test 3"), Err(Error::Usage(_))));
         assert!(matches!(p("frobnicate"), Err(Error::Usage(_))));
     }
 }

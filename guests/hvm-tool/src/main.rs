@@ -22,6 +22,7 @@ macro_rules! out {
 
 mod bench;
 mod cli;
+mod forward;
 mod hcall;
 mod info;
 mod invoke;
@@ -117,5 +118,6 @@ fn run(args: &[String]) -> Result<(), Error> {
         Cmd::Bench(b) => bench::run(&port, &b),
         Cmd::Merge { merge, target } => merge::run(&port, &version, merge, target),
         Cmd::MergeTest { core } => merge::test(&port, core),
+        Cmd::ForwardTest { core } => forward::test(&port, core),
     }
 }
