@@ -22,8 +22,17 @@ fn linux_boots_to_init_on_two_vcpus_and_exits_with_inits_status() {
     cfg.console.output = config::ConsoleOutput::Capture;
     cfg.console.input = false;
 
-    let out = vmm::Vm::new(&cfg).expect("build the VM").run(Some(LIMIT)).expect("run the VM");
-    let console = out.console_text();
+    duet_tests::check_with_sigsegv_retry(
+        || {
+            let out = vmm::Vm::new(&cfg).expect("build the VM").run(Some(LIMIT)).expect("run the VM");
+            let text = out.console_text();
+            (out, text)
+        },
+        check,
+    );
+}
+
+fn check(out: &vmm::Outcome, console: &str) {
     let tail: String = console.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     assert_eq!(out.reason, ExitReason::Exit(7), "{} ({}); console tail:\n{tail}", out.reason, out.flavor);
     assert!(console.contains("duet-init: cpus online: 0-1 (2)"), "init saw both CPUs:\n{tail}");
