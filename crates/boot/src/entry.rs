@@ -11,8 +11,30 @@ pub const CR0_PE: u64 = 1;
 pub const CR0_ET: u64 = 1 << 4;
 /// CR0.PG: paging.
 pub const CR0_PG: u64 = 1 << 31;
+/// CR0.MP: monitor coprocessor.
+pub const CR0_MP: u64 = 1 << 1;
+/// CR0.EM: x87 emulation (no FPU).
+pub const CR0_EM: u64 = 1 << 2;
+/// CR0.TS: task switched (lazy FPU).
+pub const CR0_TS: u64 = 1 << 3;
+/// CR0.NE: native x87 error reporting.
+pub const CR0_NE: u64 = 1 << 5;
+/// CR0.WP: write protect in ring 0.
+pub const CR0_WP: u64 = 1 << 16;
 /// CR4.PAE: physical address extension (required for long mode).
 pub const CR4_PAE: u64 = 1 << 5;
+/// CR4.PGE: global pages.
+pub const CR4_PGE: u64 = 1 << 7;
+/// CR4.OSFXSR: FXSAVE/FXRSTOR and SSE enabled by the OS.
+pub const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXMMEXCPT: unmasked SIMD floating-point exceptions enabled by the OS.
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// CR4.LA57: 5-level paging.
+pub const CR4_LA57: u64 = 1 << 12;
+/// EFER.SCE: SYSCALL/SYSRET enabled.
+pub const EFER_SCE: u64 = 1;
+/// EFER.NXE: no-execute page bits enabled.
+pub const EFER_NXE: u64 = 1 << 11;
 /// EFER.LME: long mode enable.
 pub const EFER_LME: u64 = 1 << 8;
 /// EFER.LMA: long mode active.

@@ -3,22 +3,16 @@
 //! HRT core — the 64-bit HVM entry when the kernel's HVM header tag asks for it (all cores start at
 //! once on the VMM's page tables), else the standard 32-bit Multiboot2 entry on the boot core.
 
-use boot::entry::{BootEntry, CpuMode, SegmentDescriptor, BOOT_GDT, CODE64_SELECTOR, CR0_ET, CR0_PE, CR0_PG, CR4_PAE, DATA_SELECTOR, EFER_LMA, EFER_LME, TSS_SELECTOR};
+use boot::entry::{
+    BootEntry, CpuMode, SegmentDescriptor, BOOT_GDT, CODE64_SELECTOR, CR0_ET, CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_WP,
+    CR4_OSFXSR, CR4_OSXMMEXCPT, CR4_PAE, CR4_PGE, DATA_SELECTOR, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, TSS_SELECTOR,
+};
 use boot::multiboot2::{self, Mb2BootSpec, Mb2Error, ModuleSource};
 use hvm_abi::{HvmHeaderTag, HvmInfo, MemRange, MAX_CORES, MB2_BOOTLOADER_MAGIC};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::layout::{PartitionLayout, ACPI_OFFSET, COMM_OFFSET, PAGE_TABLES_OFFSET, VMM_AREA_END};
 use crate::paging::{build_hrt_tables, PagingError};
-
-const CR0_MP: u64 = 1 << 1;
-const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR4_PGE: u64 = 1 << 7;
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXMMEXCPT: u64 = 1 << 10;
-const EFER_SCE: u64 = 1;
-const EFER_NXE: u64 = 1 << 11;
 
 /// Why the HRT could not be booted.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

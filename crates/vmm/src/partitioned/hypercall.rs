@@ -19,8 +19,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::Hvm;
 
-const CR0_PG: u64 = 1 << 31;
-const CR4_LA57: u64 = 1 << 12;
+use boot::entry::{CR0_PG, CR4_LA57};
 
 /// Results in RBX, RCX, RDX.
 #[derive(Debug, Default, Clone, Copy)]

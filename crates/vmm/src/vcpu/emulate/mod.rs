@@ -166,12 +166,7 @@ pub fn handle_emulation_failure(
     })
 }
 
-const CR0_PE: u64 = 1;
-const CR0_MP: u64 = 1 << 1;
-const CR0_EM: u64 = 1 << 2;
-const CR0_TS: u64 = 1 << 3;
-const CR4_OSFXSR: u64 = 1 << 9;
-const EFER_LMA: u64 = 1 << 10;
+use boot::entry::{CR0_EM, CR0_MP, CR0_PE, CR0_TS, CR4_OSFXSR, EFER_LMA};
 const RFLAGS_VM: u64 = 1 << 17;
 
 const FSW_EXC: u16 = 0x3F; // IE DE ZE OE UE PE
