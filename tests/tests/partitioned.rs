@@ -39,6 +39,12 @@ impl Ros {
         a.out(0xe4u32, eax).expect("asm");
     }
 
+    /// Ends the VM with EXIT(`status`); a VM still running afterwards exits with 1 instead.
+    fn exit(&mut self, status: u64) {
+        self.op(Op::Exit, [status, 0, 0, 0, 0]);
+        exit_with(&mut self.a, 1);
+    }
+
     fn op(&mut self, op: Op, args: [u64; 5]) {
         self.hcall(op as u64, args);
     }
@@ -134,6 +140,13 @@ fn partitioned_with(name: &str, ros: CodeAssembler, hrt_vcpus: u32, ros_mem: u64
     run(&cfg, LIMIT)
 }
 
+/// Checks that the VM ended with `status` and returns its console.
+fn exited(out: &vmm::Outcome, status: u32) -> String {
+    let text = out.console_text();
+    assert_eq!(out.reason, ExitReason::Exit(status), "{text}\n{:?}", out.marks);
+    text
+}
+
 fn ros_marks(out: &vmm::Outcome) -> Vec<u32> {
     out.marks.iter().map(|m| m.code).filter(|c| c & (1 << 31) == 0).collect()
 }
@@ -166,11 +179,9 @@ fn the_hrt_boots_beside_the_ros_and_serves_hypercalls() {
         }
         r.op(Op::InvokeResult, [0, 0, 0, 0, 0]);
         r.mark(14, rdx);
-        r.op(Op::Exit, [0x33, 0, 0, 0, 0]);
-        exit_with(&mut r.a, 1);
+        r.exit(0x33);
         let out = partitioned(&format!("hypercalls{hrt_vcpus}"), r.a, hrt_vcpus);
-        let text = out.console_text();
-        assert_eq!(out.reason, ExitReason::Exit(0x33), "{text}\n{:?}", out.marks);
+        let text = exited(&out, 0x33);
         let mut want = vec![code(1, 0), code(2, 1), code(3, u64::from(hrt_vcpus)), code(4, 1), code(5, 1), code(6, 0), code(7, 616)];
         want.extend([code(8, u64::from(hrt_vcpus)), code(9, HRT_BASE >> 20)]);
         for core in 0..u64::from(hrt_vcpus) {
@@ -232,11 +243,9 @@ fn hostile_hypercalls_get_errors_and_the_vm_keeps_running() {
     r.mark(15, rbx);
     r.invoke_sync(0, 0x1234, 0);
     r.mark(16, rbx);
-    r.op(Op::Exit, [0, 0, 0, 0, 0]);
-    exit_with(&mut r.a, 1);
+    r.exit(0);
     let out = partitioned("hostile", r.a, 1);
-    let text = out.console_text();
-    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let text = exited(&out, 0);
     use HcallError::*;
     let want = vec![
         err(1, UnknownOp),
@@ -299,11 +308,9 @@ fn a_faulting_hrt_is_contained_and_rebooted() {
     r.mark(10, rbx);
     r.op(Op::HrtStatus, [0; 5]);
     r.mark(11, rdx);
-    r.op(Op::Exit, [0, 0, 0, 0, 0]);
-    exit_with(&mut r.a, 1);
+    r.exit(0);
     let out = partitioned("fault", r.a, 1);
-    let text = out.console_text();
-    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let text = exited(&out, 0);
     let want = vec![
         code(1, hvm_abi::HrtFault::TripleFault as u64),
         code(2, 1),
@@ -359,13 +366,11 @@ fn a_hung_hrt_is_rebooted_and_the_ros_replaces_its_image() {
     r.wait_state(HrtState::Exited);
     r.mark(6, rcx);
     r.mark(7, rdx);
-    r.op(Op::Exit, [0, 0, 0, 0, 0]);
-    exit_with(&mut r.a, 1);
+    r.exit(0);
     r.a.set_label(&mut image_at).expect("asm");
     r.a.db(&image).expect("asm");
     let out = partitioned("replace", r.a, 1);
-    let text = out.console_text();
-    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let text = exited(&out, 0);
     let want = vec![
         err(1, HcallError::Busy),
         code(2, 9),
@@ -407,11 +412,9 @@ fn both_partitions_read_one_tsc() {
         r.a.nop().expect("asm");
         r.mark(1 + round, r14);
     }
-    r.op(Op::Exit, [0, 0, 0, 0, 0]);
-    exit_with(&mut r.a, 1);
+    r.exit(0);
     let out = partitioned("tsc", r.a, 1);
-    let text = out.console_text();
-    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let text = exited(&out, 0);
     assert_eq!(ros_marks(&out), vec![code(1, 1), code(2, 1), code(3, 1)], "{text}");
 }
 
@@ -428,11 +431,9 @@ fn an_hrt_partition_above_4g_boots_and_serves() {
     r.mark(1, r9);
     r.invoke_sync(1, 0x41, 0);
     r.mark(2, rbx);
-    r.op(Op::Exit, [0, 0, 0, 0, 0]);
-    exit_with(&mut r.a, 1);
+    r.exit(0);
     let out = partitioned_with("above4g", r.a, 1, 3 << 30);
-    let text = out.console_text();
-    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let text = exited(&out, 0);
     assert_eq!(ros_marks(&out), vec![code(1, 4), code(2, 0x42)], "{text}");
     assert!(text.contains("hrt: hvm: hrt ram base=0x100000000"), "{text}");
 }
@@ -488,11 +489,9 @@ fn the_hrt_merges_the_ros_address_space() {
     r.mark_eq(12, rbx, !PATTERN);
     r.invoke_sync(0, 0x55, 1);
     r.mark(13, rbx);
-    r.op(Op::Exit, [0, 0, 0, 0, 0]);
-    exit_with(&mut r.a, 1);
+    r.exit(0);
     let out = partitioned("merge", r.a, 2);
-    let text = out.console_text();
-    assert_eq!(out.reason, ExitReason::Exit(0), "{text}\n{:?}", out.marks);
+    let text = exited(&out, 0);
     let mut want: Vec<u32> = (1..=12).map(|t| code(t, 0)).collect();
     want.push(code(13, 0x55));
     assert_eq!(ros_marks(&out), want, "{text}");
