@@ -20,6 +20,18 @@ pub use info::{HvmHeaderTag, HvmInfo, MemRange, HVM_HEADER_TAG, HVM_INFO_TAG, MA
 pub const ABI_VERSION: u64 = 1;
 /// The hypercall port (`out 0xe4, eax`).
 pub const HYPERCALL_PORT: u16 = 0xe4;
+/// The HRT doorbell (docs/hypercalls.md §7): a 4-byte `out` from the ROS with EAX = an HRT core
+/// index raises the wake-up vector on that core. duet wires it in the kernel (an ioeventfd in the
+/// ROS's KVM VM, an irqfd with an MSI route in the HRT's), so ringing costs no exit to the VMM.
+pub const HRT_DOORBELL_PORT: u16 = 0xe8;
+/// The ROS doorbell (docs/hypercalls.md §7): a 4-byte `out` from an HRT core with EAX = its core
+/// index puts that index, as one byte, into the ROS's doorbell UART ([`ROS_DOORBELL_UART`]), whose
+/// interrupt wakes a process blocked in `read()` on it (Linux: `/dev/ttyS1`).
+pub const ROS_DOORBELL_PORT: u16 = 0xec;
+/// I/O base of the ROS's doorbell UART: a 16550 at COM2's place (IRQ [`ROS_DOORBELL_IRQ`]).
+pub const ROS_DOORBELL_UART: u16 = 0x2f8;
+/// The doorbell UART's interrupt line (COM2's).
+pub const ROS_DOORBELL_IRQ: u32 = 3;
 /// Largest HRT image [`Op::HrtReplace`] accepts.
 pub const MAX_IMAGE_LEN: u64 = 64 << 20;
 /// Largest buffer [`Op::PartitionInfo`] writes to.

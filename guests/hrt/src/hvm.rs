@@ -258,7 +258,7 @@ fn serve(core: u32) -> ! {
         fence(Ordering::Acquire);
         let (func, arg) = (read(slot::FUNC), read(slot::ARG));
         let (completion, flags) = (read(slot::COMPLETION), read(slot::FLAGS));
-        let result = invoke(func, arg);
+        let result = invoke(core, func, arg);
         write(slot::RESULT, result);
         fence(Ordering::Release);
         write(slot::DONE, seq);
@@ -292,7 +292,7 @@ fn complete(core: u32, addr: u64, seq: u64, result: u64) {
 }
 
 /// duet's invoke functions (contract "duet's HRT invoke functions").
-fn invoke(func: u64, arg: u64) -> u64 {
+fn invoke(core: u32, func: u64, arg: u64) -> u64 {
     match func {
         0 => arg,
         1 => arg.wrapping_add(1),
@@ -312,10 +312,32 @@ fn invoke(func: u64, arg: u64) -> u64 {
         12 => walk(arg, false).map_or(NOT_MAPPED, |pa| unsafe { read_volatile(pv(pa) as *const u64) }),
         13 => flip(arg),
         FUNC_FORWARD_GETPID => forward_getpid(arg),
+        20 => ring_ros_doorbell(core),
+        21 => wait_interrupts(arg),
         FUNC_MERGE => merge(arg),
         FUNC_UNMERGE => unmerge(),
         _ => u64::MAX,
     }
+}
+
+/// Function 20: rings the ROS doorbell with this core's index (duet puts the index, as one byte,
+/// into the ROS's doorbell UART). Returns 0.
+fn ring_ros_doorbell(core: u32) -> u64 {
+    port::outl(hvm_abi::ROS_DOORBELL_PORT, core);
+    0
+}
+
+/// Function 21: waits for `n` (1..=1000) interrupts, each `sti; hlt; cli` (the wake-up vector's
+/// handler only sends the EOI), so the call completes only after `n` wake-ups: the HRT doorbell
+/// test rings until it does. Returns `n`, or u64::MAX for `n` out of range.
+fn wait_interrupts(n: u64) -> u64 {
+    if !(1..=1000).contains(&n) {
+        return u64::MAX;
+    }
+    for _ in 0..n {
+        unsafe { asm!("sti", "hlt", "cli") };
+    }
+    n
 }
 
 /// [`CANARY`] if every word of the canary page still holds it, else 0.
@@ -417,7 +439,7 @@ fn channel(addr: u64) -> u64 {
 #[inline(never)]
 fn channel_call(func: u64, arg: u64) -> u64 {
     match func {
-        7 | 9 => invoke(func, arg),
+        7 | 9 => invoke(0, func, arg),
         _ => u64::MAX,
     }
 }
