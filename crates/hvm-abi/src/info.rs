@@ -104,6 +104,10 @@ pub struct MemRange {
 /// | 96 | 8 | `phys_map_base` (0 = none) |
 /// | 104 | 256 | `hrt_apic_ids[64]` (u32 each; the first `hrt_cores` are used; index = core index) |
 /// | 360 | 256 | `ros_apic_ids[64]` (u32 each; the first `ros_cores` are used) |
+/// | 616 | 4 | `forward_mode`: [`crate::ForwardMode`] as a number (0 poll, 1 notify, 2 adaptive) |
+/// | 620 | 4 | `forward_spin_us`: adaptive mode's bounded spin before sleeping, in µs |
+/// | 624 | 4 | `hrt_doorbell_port` (0xe8, [`crate::HRT_DOORBELL_PORT`]) |
+/// | 628 | 4 | `ros_doorbell_port` (0xec, [`crate::ROS_DOORBELL_PORT`]) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HvmInfo {
     /// Structure version (1).
@@ -134,6 +138,15 @@ pub struct HvmInfo {
     pub hrt_apic_ids: [u32; MAX_CORES],
     /// ROS APIC IDs.
     pub ros_apic_ids: [u32; MAX_CORES],
+    /// The configured forwarding mode, a [`crate::ForwardMode`] number (decode it with
+    /// [`crate::ForwardMode::from_u32`]; an unknown number is kept as it is).
+    pub forward_mode: u32,
+    /// Adaptive mode's spin bound in microseconds (meaningful only for [`crate::ForwardMode::Adaptive`]).
+    pub forward_spin_us: u32,
+    /// The HRT doorbell port (ROS → HRT core).
+    pub hrt_doorbell_port: u32,
+    /// The ROS doorbell port (HRT core → ROS).
+    pub ros_doorbell_port: u32,
 }
 
 impl Default for HvmInfo {
@@ -153,15 +166,21 @@ impl Default for HvmInfo {
             phys_map_base: 0,
             hrt_apic_ids: [0; MAX_CORES],
             ros_apic_ids: [0; MAX_CORES],
+            forward_mode: crate::ForwardMode::Poll as u32,
+            forward_spin_us: 0,
+            hrt_doorbell_port: u32::from(crate::HRT_DOORBELL_PORT),
+            ros_doorbell_port: u32::from(crate::ROS_DOORBELL_PORT),
         }
     }
 }
 
 impl HvmInfo {
     /// Size of the encoded structure.
-    pub const SIZE: usize = 104 + 2 * 4 * MAX_CORES;
+    pub const SIZE: usize = 104 + 2 * 4 * MAX_CORES + 4 * 4;
     /// `flags` bit 0.
     pub const FLAG_ENTRY64: u32 = 1;
+    /// Offset of `forward_mode`, the first field after the APIC ID tables.
+    const FORWARD_AT: usize = 104 + 2 * 4 * MAX_CORES;
 
     /// Encodes the structure.
     pub fn encode(&self, out: &mut [u8; Self::SIZE]) {
@@ -180,6 +199,14 @@ impl HvmInfo {
         for v in self.hrt_apic_ids.iter().chain(self.ros_apic_ids.iter()) {
             w.u32(*v);
         }
+        for v in [self.forward_mode, self.forward_spin_us, self.hrt_doorbell_port, self.ros_doorbell_port] {
+            w.u32(v);
+        }
+    }
+
+    /// The configured forwarding mode, or `None` for a number this ABI does not know.
+    pub fn forward(&self) -> Option<crate::ForwardMode> {
+        crate::ForwardMode::from_u32(self.forward_mode)
     }
 
     /// Decodes a structure; `None` if `bytes` is short, the version is not 1, or a core count is
@@ -202,6 +229,10 @@ impl HvmInfo {
             comm_page: u64_at(bytes, 80)?,
             kernel_vbase: u64_at(bytes, 88)?,
             phys_map_base: u64_at(bytes, 96)?,
+            forward_mode: u32_at(bytes, Self::FORWARD_AT)?,
+            forward_spin_us: u32_at(bytes, Self::FORWARD_AT + 4)?,
+            hrt_doorbell_port: u32_at(bytes, Self::FORWARD_AT + 8)?,
+            ros_doorbell_port: u32_at(bytes, Self::FORWARD_AT + 12)?,
             ..HvmInfo::default()
         };
         if info.hrt_cores as usize > MAX_CORES || info.ros_cores as usize > MAX_CORES {
@@ -290,9 +321,12 @@ mod tests {
         info.hrt_apic_ids[0] = 1;
         info.hrt_apic_ids[1] = 2;
         info.ros_apic_ids[63] = 9;
+        info.forward_mode = crate::ForwardMode::Adaptive as u32;
+        info.forward_spin_us = 250;
         let mut bytes = [0u8; HvmInfo::SIZE];
         info.encode(&mut bytes);
         assert_eq!(HvmInfo::decode(&bytes), Some(info));
+        assert_eq!(HvmInfo::decode(&bytes).and_then(|i| i.forward()), Some(crate::ForwardMode::Adaptive));
         assert_eq!(HvmInfo::decode(&bytes[..HvmInfo::SIZE - 1]), None);
         let mut bad = bytes;
         bad[0] = 2;
@@ -300,5 +334,25 @@ mod tests {
         let mut bad = bytes;
         bad[16] = 65;
         assert_eq!(HvmInfo::decode(&bad), None, "too many cores");
+    }
+
+    #[test]
+    fn forwarding_fields_sit_after_the_apic_ids_at_their_documented_offsets() {
+        assert_eq!(HvmInfo::SIZE, 632);
+        let info = HvmInfo { forward_mode: 1, forward_spin_us: 0x0102_0304, ..HvmInfo::default() };
+        let mut bytes = [0u8; HvmInfo::SIZE];
+        info.encode(&mut bytes);
+        assert_eq!(u32_at(&bytes, 616), Some(1));
+        assert_eq!(u32_at(&bytes, 620), Some(0x0102_0304));
+        assert_eq!(u32_at(&bytes, 624), Some(0xe8));
+        assert_eq!(u32_at(&bytes, 628), Some(0xec));
+        assert_eq!(info.forward(), Some(crate::ForwardMode::Notify));
+        // An unknown mode number decodes (a newer VMM), but is no ForwardMode.
+        let mut newer = bytes;
+        newer[616] = 7;
+        let decoded = HvmInfo::decode(&newer);
+        assert_eq!(decoded.map(|i| i.forward_mode), Some(7));
+        assert_eq!(decoded.and_then(|i| i.forward()), None);
+        assert_eq!(HvmInfo::default().forward(), Some(crate::ForwardMode::Poll));
     }
 }

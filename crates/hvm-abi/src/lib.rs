@@ -6,6 +6,8 @@
 //! - [`HvmHeaderTag`]: the Multiboot2 header tag by which an HRT asks for the 64-bit entry.
 //! - [`HvmInfo`]: the partition description (Multiboot2 information tag [`HVM_INFO_TAG`], and the
 //!   [`Op::PartitionInfo`] answer).
+//! - [`ForwardMode`]: how the HRT and the ROS's proxy wait on a forwarding channel (configured per VM,
+//!   told in [`HvmInfo::forward_mode`]).
 //! - [`InvokeSlot`], [`Completion`]: the invoke mailboxes in the HRT's comm page and the completion
 //!   record in the caller's memory.
 //! - [`client`]: the hypercall instruction itself (ring 0, or Linux user space after `ioperm`).
@@ -164,6 +166,40 @@ impl Op {
             Op::InvokeDone => "INVOKE_DONE",
             Op::Merge => "MERGE",
             Op::Unmerge => "UNMERGE",
+        }
+    }
+}
+
+/// How the two sides of a forwarding channel wait for each other (the config's `[hrt] forward`,
+/// told to both partitions in [`HvmInfo::forward_mode`]; docs/hypercalls.md §7 and
+/// docs/forwarding.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum ForwardMode {
+    /// Both sides spin on the channel; no doorbells (the lowest latency, a core each).
+    #[default]
+    Poll = 0,
+    /// Both sides sleep and are woken by the doorbells ([`HRT_DOORBELL_PORT`], [`ROS_DOORBELL_PORT`]).
+    Notify = 1,
+    /// Spin for at most [`HvmInfo::forward_spin_us`] microseconds, then sleep as in [`ForwardMode::Notify`].
+    Adaptive = 2,
+}
+
+impl ForwardMode {
+    /// Every mode, in number order.
+    pub const ALL: [ForwardMode; 3] = [ForwardMode::Poll, ForwardMode::Notify, ForwardMode::Adaptive];
+
+    /// The mode for a number ([`HvmInfo::forward_mode`]).
+    pub fn from_u32(n: u32) -> Option<ForwardMode> {
+        ForwardMode::ALL.get(usize::try_from(n).ok()?).copied()
+    }
+
+    /// The name used in the config, documentation and logs (`poll`, `notify`, `adaptive`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ForwardMode::Poll => "poll",
+            ForwardMode::Notify => "notify",
+            ForwardMode::Adaptive => "adaptive",
         }
     }
 }
@@ -371,6 +407,19 @@ mod tests {
         }
         assert!(!Op::HrtReboot.hrt_may_call());
         assert!(!Op::HrtReady.ros_may_call());
+    }
+
+    #[test]
+    fn forward_modes_round_trip_their_numbers_and_names() {
+        for (n, mode) in ForwardMode::ALL.iter().enumerate() {
+            assert_eq!(ForwardMode::from_u32(n as u32), Some(*mode));
+            assert_eq!(*mode as u32, n as u32);
+        }
+        assert_eq!(ForwardMode::from_u32(3), None);
+        assert_eq!(ForwardMode::from_u32(u32::MAX), None);
+        assert_eq!(ForwardMode::default(), ForwardMode::Poll);
+        let names: [&str; 3] = ForwardMode::ALL.map(|m| m.name());
+        assert_eq!(names, ["poll", "notify", "adaptive"]);
     }
 
     #[test]
