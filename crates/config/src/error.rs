@@ -6,8 +6,8 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::model::{
-    MAX_CMDLINE_LEN, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY,
-    MIN_VCPUS,
+    MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN,
+    MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 use crate::size::{format_size, SizeError};
 
@@ -199,6 +199,12 @@ pub enum Problem {
     #[error("{value} is out of range: expected {MIN_VCPUS} to {MAX_VCPUS}")]
     VcpusOutOfRange {
         /// The rejected count.
+        value: i64,
+    },
+    /// `hrt.forward_spin_us` is outside `0..=1_000_000`.
+    #[error("{value} is out of range: expected 0 to {MAX_FORWARD_SPIN_US} (microseconds)")]
+    ForwardSpinOutOfRange {
+        /// The rejected value.
         value: i64,
     },
     /// The size string does not parse.

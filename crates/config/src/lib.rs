@@ -31,6 +31,11 @@
 //! cmdline = "smp"            # as ros.cmdline
 //! boot = "at-start"          # "at-start" (default) | "on-request" (booted when the
 //!                            # ROS asks: needs a [ros] partition, so not valid alone)
+//! forward = "poll"           # "poll" (default) | "notify" | "adaptive": how the HRT and
+//!                            # the ROS's proxy wait on a forwarding channel (spin; sleep
+//!                            # on the doorbells; spin, then sleep); told to both sides
+//! forward_spin_us = 100      # adaptive's bounded spin before sleeping, in µs;
+//!                            # 0..=1000000, default 100 (ignored by the other modes)
 //! modules = [                # optional, at most 64, passed in order
 //!   { path = "data.bin", cmdline = "data" },  # path: as kernel, but may be an empty
 //!   { path = "other.bin" },                   # file; cmdline: optional, max 1024
@@ -92,9 +97,10 @@ mod validate;
 
 pub use error::{ConfigError, Location, Problem};
 pub use model::{
-    Config, ConsoleConfig, ConsoleOutput, HrtBoot, HrtConfig, ModuleConfig, PlatformConfig,
-    RosConfig, Workarounds, DEFAULT_MEMORY, DEFAULT_VCPUS, MAX_CMDLINE_LEN, MAX_MEMORY,
-    MAX_MODULES, MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
+    Config, ConsoleConfig, ConsoleOutput, ForwardMode, HrtBoot, HrtConfig, ModuleConfig,
+    PlatformConfig, RosConfig, Workarounds, DEFAULT_FORWARD_SPIN_US, DEFAULT_MEMORY,
+    DEFAULT_VCPUS, MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES,
+    MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 pub use parse::{load, parse, Overrides};
 pub use size::{parse_size, SizeError, GIB, KIB, MIB};

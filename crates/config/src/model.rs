@@ -23,6 +23,10 @@ pub const MAX_CMDLINE_LEN: usize = 2048;
 pub const MAX_MODULES: usize = 64;
 /// Longest accepted module command line (`hrt.modules[i].cmdline`), in bytes.
 pub const MAX_MODULE_CMDLINE_LEN: usize = 1024;
+/// Default `hrt.forward_spin_us`: adaptive forwarding spins 100 µs before sleeping.
+pub const DEFAULT_FORWARD_SPIN_US: u32 = 100;
+/// Largest accepted `hrt.forward_spin_us` (one second).
+pub const MAX_FORWARD_SPIN_US: u32 = 1_000_000;
 
 /// A complete, validated VM configuration. A VM is described by its
 /// partitions: `ros` alone (Linux), `hrt` alone (a Multiboot2 kernel), or
@@ -117,12 +121,20 @@ pub struct HrtConfig {
     pub modules: Vec<ModuleConfig>,
     /// When the HRT boots.
     pub boot: HrtBoot,
+    /// How the two sides of a forwarding channel wait for each other
+    /// (`hrt.forward`; told to both partitions in the HVM information).
+    pub forward: ForwardMode,
+    /// Adaptive forwarding's bounded spin before sleeping, in microseconds,
+    /// `0..=1_000_000` (`hrt.forward_spin_us`; only meaningful with
+    /// [`ForwardMode::Adaptive`]).
+    pub forward_spin_us: u32,
 }
 
 impl HrtConfig {
     /// An HRT partition booting the Multiboot2 kernel `kernel` with the
     /// defaults: 1 vCPU, 256 MiB ([`DEFAULT_MEMORY`]), empty command line,
-    /// no modules, booted at start.
+    /// no modules, booted at start, poll-mode forwarding with a
+    /// [`DEFAULT_FORWARD_SPIN_US`] spin bound.
     pub fn new(kernel: PathBuf) -> Self {
         HrtConfig {
             vcpus: DEFAULT_VCPUS,
@@ -131,6 +143,8 @@ impl HrtConfig {
             cmdline: String::new(),
             modules: Vec::new(),
             boot: HrtBoot::AtStart,
+            forward: ForwardMode::Poll,
+            forward_spin_us: DEFAULT_FORWARD_SPIN_US,
         }
     }
 }
@@ -155,6 +169,30 @@ pub enum HrtBoot {
     /// When the ROS asks for it by hypercall (`"on-request"`); needs a
     /// `[ros]` partition.
     OnRequest,
+}
+
+/// How a forwarding channel's two sides wait for each other (`hrt.forward`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardMode {
+    /// Both sides spin on the channel (`"poll"`, the default).
+    #[default]
+    Poll,
+    /// Both sides sleep and are woken by the doorbells (`"notify"`).
+    Notify,
+    /// Spin for at most `forward_spin_us`, then sleep as in `notify`
+    /// (`"adaptive"`).
+    Adaptive,
+}
+
+impl ForwardMode {
+    /// The config's name for the mode (`poll`, `notify`, `adaptive`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardMode::Poll => "poll",
+            ForwardMode::Notify => "notify",
+            ForwardMode::Adaptive => "adaptive",
+        }
+    }
 }
 
 /// The guest serial console (`[console]`).

@@ -9,16 +9,17 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, Location, Problem};
 use crate::model::{
-    Config, ConsoleConfig, ConsoleOutput, HrtBoot, HrtConfig, ModuleConfig, PlatformConfig,
-    RosConfig, Workarounds, DEFAULT_MEMORY, DEFAULT_VCPUS,
+    Config, ConsoleConfig, ConsoleOutput, ForwardMode, HrtBoot, HrtConfig, ModuleConfig,
+    PlatformConfig, RosConfig, Workarounds, DEFAULT_FORWARD_SPIN_US, DEFAULT_MEMORY, DEFAULT_VCPUS,
 };
 use crate::raw::{
-    RawBoot, RawConfig, RawCount, RawHrt, RawOutput, RawRos, RawSize, RawWorkarounds,
+    RawBoot, RawConfig, RawCount, RawForward, RawHrt, RawOutput, RawRos, RawSize, RawWorkarounds,
 };
 use crate::size::{parse_size, SizeError, MIB};
 use crate::validate::{
-    check_cmdline_chars, check_cmdline_len, check_console_path, check_feature, check_input_file,
-    check_memory, check_module_cmdline, check_module_count, check_vcpus, resolve,
+    check_cmdline_chars, check_cmdline_len, check_console_path, check_feature,
+    check_forward_spin, check_input_file, check_memory, check_module_cmdline, check_module_count,
+    check_vcpus, resolve,
 };
 
 /// Command-line overrides, applied on top of the file before validation.
@@ -475,6 +476,17 @@ fn build_hrt(cx: &Cx<'_>, raw: Spanned<RawHrt>, ov: &Overrides, has_ros: bool) -
         },
     };
 
+    let forward = match hrt.forward.map(Spanned::into_inner) {
+        None | Some(RawForward::Poll) => ForwardMode::Poll,
+        Some(RawForward::Notify) => ForwardMode::Notify,
+        Some(RawForward::Adaptive) => ForwardMode::Adaptive,
+    };
+    let forward_spin_us = match hrt.forward_spin_us {
+        None => DEFAULT_FORWARD_SPIN_US,
+        Some(spin) => check_forward_spin(spin.get_ref().0)
+            .map_err(|p| cx.invalid(cx.at(spin.span()), "hrt.forward_spin_us", p))?,
+    };
+
     Ok(HrtConfig {
         vcpus,
         memory,
@@ -482,6 +494,8 @@ fn build_hrt(cx: &Cx<'_>, raw: Spanned<RawHrt>, ov: &Overrides, has_ros: bool) -
         cmdline,
         modules,
         boot,
+        forward,
+        forward_spin_us,
     })
 }
 

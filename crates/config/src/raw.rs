@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{MAX_VCPUS, MIN_VCPUS};
+use crate::model::{MAX_FORWARD_SPIN_US, MAX_VCPUS, MIN_VCPUS};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -40,6 +40,8 @@ pub(crate) struct RawHrt {
     pub(crate) cmdline: Option<Spanned<String>>,
     pub(crate) modules: Option<Spanned<Vec<Spanned<RawModule>>>>,
     pub(crate) boot: Option<Spanned<RawBoot>>,
+    pub(crate) forward: Option<Spanned<RawForward>>,
+    pub(crate) forward_spin_us: Option<Spanned<RawMicros>>,
 }
 
 /// `hrt.modules[i]`.
@@ -55,6 +57,14 @@ pub(crate) struct RawModule {
 pub(crate) enum RawBoot {
     AtStart,
     OnRequest,
+}
+
+/// `hrt.forward`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawForward {
+    Poll,
+    Notify,
+    Adaptive,
 }
 
 /// `[console]`.
@@ -158,6 +168,30 @@ impl<'de> Deserialize<'de> for RawCount {
     }
 }
 
+/// `hrt.forward_spin_us`: any TOML integer, so that out-of-range values get
+/// the range message (like [`RawCount`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawMicros(pub(crate) i64);
+
+impl<'de> Deserialize<'de> for RawMicros {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MicrosVisitor;
+        impl Visitor<'_> for MicrosVisitor {
+            type Value = RawMicros;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an integer number of microseconds from 0 to {MAX_FORWARD_SPIN_US}")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawMicros, E> {
+                Ok(RawMicros(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawMicros, E> {
+                Ok(RawMicros(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+        }
+        deserializer.deserialize_any(MicrosVisitor)
+    }
+}
+
 /// A string-valued enum. Deserialized by hand (rather than with serde's
 /// enum support) so that a value of the wrong type gets "invalid type: ...,
 /// expected one of ..." instead of the TOML deserializer's "wanted string
@@ -191,6 +225,17 @@ impl Keyword for RawWorkarounds {
 impl Keyword for RawBoot {
     const NAMES: &'static [&'static str] = &["at-start", "on-request"];
     const VALUES: &'static [Self] = &[RawBoot::AtStart, RawBoot::OnRequest];
+}
+
+impl Keyword for RawForward {
+    const NAMES: &'static [&'static str] = &["poll", "notify", "adaptive"];
+    const VALUES: &'static [Self] = &[RawForward::Poll, RawForward::Notify, RawForward::Adaptive];
+}
+
+impl<'de> Deserialize<'de> for RawForward {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_keyword(deserializer)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawBoot {

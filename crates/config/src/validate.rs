@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Location, Problem};
 use crate::model::{
-    Config, ConsoleOutput, HrtBoot, HrtConfig, RosConfig, MAX_CMDLINE_LEN, MAX_MEMORY, MAX_MODULES,
-    MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
+    Config, ConsoleOutput, HrtBoot, HrtConfig, RosConfig, MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US,
+    MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 
 /// `1..=64`.
@@ -16,6 +16,14 @@ pub(crate) fn check_vcpus(value: i64) -> Result<u32, Problem> {
     match u32::try_from(value) {
         Ok(v) if (MIN_VCPUS..=MAX_VCPUS).contains(&v) => Ok(v),
         _ => Err(Problem::VcpusOutOfRange { value }),
+    }
+}
+
+/// `0..=1_000_000` microseconds.
+pub(crate) fn check_forward_spin(value: i64) -> Result<u32, Problem> {
+    match u32::try_from(value) {
+        Ok(v) if v <= MAX_FORWARD_SPIN_US => Ok(v),
+        _ => Err(Problem::ForwardSpinOutOfRange { value }),
     }
 }
 
@@ -190,8 +198,8 @@ impl Config {
     /// in code (e.g. with [`Config::from_ros`] or [`Config::from_hrt`]):
     /// at least one partition present, vCPU and memory ranges, kernel,
     /// initramfs and module files (exist, regular, readable; non-empty
-    /// except modules), command lines, module count, `hrt.boot`, console
-    /// file directory, `clearcpuid` entries.
+    /// except modules), command lines, module count, `hrt.boot`,
+    /// `hrt.forward_spin_us`, console file directory, `clearcpuid` entries.
     ///
     /// Errors carry [`Location::Code`] and so display without a location,
     /// e.g. `ros.vcpus: 0 is out of range: expected 1 to 64`. Paths are
@@ -249,5 +257,6 @@ fn validate_hrt(hrt: &HrtConfig, has_ros: bool) -> Result<(), ConfigError> {
     if hrt.boot == HrtBoot::OnRequest && !has_ros {
         return Err(err("hrt.boot", Problem::OnRequestWithoutRos));
     }
+    check_forward_spin(i64::from(hrt.forward_spin_us)).map_err(|p| err("hrt.forward_spin_us", p))?;
     Ok(())
 }

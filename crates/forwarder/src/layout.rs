@@ -3,7 +3,7 @@
 //! `docs/forwarding.md` draws the same picture; the tests below keep the two in step.
 //!
 //! ```text
-//! 0x000  header line       magic, version, slot count                  (creator; read-only after)
+//! 0x000  header line       magic, version, slot count, mode, spin      (creator; read-only after)
 //! 0x080  producer line     submitted, collected, flags                 (HRT core writes)
 //! 0x100  consumer line     taken, completed, flags                     (ROS proxy writes)
 //! 0x180  reserved (zero)
@@ -34,6 +34,19 @@ pub const HEADER_VERSION: usize = HEADER + 8;
 /// `slot_count: u32` in the header: a power of two in [`MIN_SLOTS`]..=[`MAX_SLOTS`].
 pub const HEADER_SLOT_COUNT: usize = HEADER + 12;
 
+/// `mode: u32` in the header: how the two sides wait ([`MODE_POLL`], [`MODE_NOTIFY`],
+/// [`MODE_ADAPTIVE`]); chosen by the creator (the proxy), followed by the producer.
+pub const HEADER_MODE: usize = HEADER + 16;
+/// `spin_us: u32` in the header: in [`MODE_ADAPTIVE`], how long a side spins before it sleeps.
+pub const HEADER_SPIN_US: usize = HEADER + 20;
+/// Mode: both sides spin; no doorbells, no exits.
+pub const MODE_POLL: u32 = 0;
+/// Mode: a side with nothing to do sleeps at once, after setting [`FLAG_SLEEPING`]; the peer
+/// rings its doorbell when it finds that flag set after publishing work for it.
+pub const MODE_NOTIFY: u32 = 1;
+/// Mode: spin for `spin_us`, then sleep as in [`MODE_NOTIFY`].
+pub const MODE_ADAPTIVE: u32 = 2;
+
 /// Offset of the producer's line (the HRT core writes it, the proxy only reads it).
 pub const PRODUCER: usize = 0x080;
 /// Offset of the consumer's line (the proxy writes it, the HRT core only reads it).
@@ -48,6 +61,58 @@ pub const PROGRESS_SECOND: usize = 8;
 pub const PROGRESS_FLAGS: usize = 16;
 /// Progress-line flag: this side found the channel corrupt and stopped using it.
 pub const FLAG_FAILED: u64 = 1;
+/// Progress-line flag: this side is about to sleep, or sleeps, until its doorbell rings (notify
+/// and adaptive modes). Set, then a full fence, then one more look for work, then sleep; the peer
+/// publishes work, then a full fence, then reads this flag and rings if it is set.
+pub const FLAG_SLEEPING: u64 = 2;
+
+/// Forwarded-call numbers from this value up are not Linux system calls but requests of the
+/// forwarding protocol itself, which the proxy serves (docs/forwarding.md "Pseudo-calls").
+pub const PSEUDO_BASE: u32 = 0x8000_0000;
+/// Pseudo-call: the HRT took a page fault at `args[0]` in the merged lower half (`args[1]` = 1
+/// for a write access). The proxy makes the page present in its own page tables
+/// (`madvise(MADV_POPULATE_READ / _WRITE)`) and answers 0 or −errno.
+pub const PSEUDO_PAGE_FAULT: u32 = PSEUDO_BASE + 1;
+
+/// The record of a split execution (docs/forwarding.md "Split execution"): a ROS function run at
+/// CPL3 on an HRT core, in the merged address space, whose system calls are forwarded. 64 bytes,
+/// in the merged process's memory; the proxy writes the inputs, the HRT the outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct SplitCall {
+    /// The function's address (`extern "C" fn(u64) -> u64`).
+    pub entry: u64,
+    /// Its argument (RDI).
+    pub arg: u64,
+    /// RSP at the function's entry: `[rsp]` holds [`SPLIT_RETURN`] (the proxy writes it) and
+    /// `rsp + 8` is 16-aligned.
+    pub stack: u64,
+    /// The FS base (thread pointer) the function runs with: the caller's, so its thread-local
+    /// storage (errno, ...) is the calling thread's.
+    pub fs_base: u64,
+    /// Output: the function's return value (RAX), when `status` is [`SPLIT_OK`].
+    pub result: u64,
+    /// Output: [`SPLIT_OK`], or why the execution ended otherwise.
+    pub status: u64,
+    /// Output: the number of system calls the function made (forwarded or not).
+    pub syscalls: u64,
+    /// Output: the number of page faults forwarded for it.
+    pub page_faults: u64,
+}
+
+/// The return address a split function returns to: an address in page 0, which no process maps;
+/// the HRT ends the execution at the fetch fault there.
+pub const SPLIT_RETURN: u64 = 0xff0;
+/// [`SplitCall::status`]: the function returned.
+pub const SPLIT_OK: u64 = 0;
+/// [`SplitCall::status`]: the function called `exit` or `exit_group` (`result` = the status).
+pub const SPLIT_EXITED: u64 = 1;
+/// [`SplitCall::status`]: a page fault the proxy could not resolve (`result` = the address).
+pub const SPLIT_SEGFAULT: u64 = 2;
+/// [`SplitCall::status`] from 0x100: an exception at CPL3, 0x100 + vector (`result` = its RIP).
+pub const SPLIT_EXCEPTION: u64 = 0x100;
+/// [`SplitCall::status`]: no channel is attached on the core, or it failed (`result` = 0).
+pub const SPLIT_NO_CHANNEL: u64 = 3;
 
 /// Offset of the request array (`slot_count` [`Request`] records).
 pub const REQUESTS: usize = 0x200;
@@ -175,6 +240,9 @@ mod tests {
         assert_eq!(CacheLine::lines_for(64) * CACHE_LINE, region_len(64));
         assert_eq!(MAGIC.to_le_bytes(), *b"duet-fwd");
         assert_eq!(MAGIC, 0x6477_662d_7465_7564, "docs/forwarding.md quotes this value");
+        assert_eq!((HEADER_MODE, HEADER_SPIN_US), (16, 20));
+        assert_eq!(core::mem::size_of::<SplitCall>(), 64);
+        assert_eq!(core::mem::offset_of!(SplitCall, status), 40);
     }
 
     #[test]

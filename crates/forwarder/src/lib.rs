@@ -19,7 +19,7 @@ extern crate std;
 pub mod layout;
 mod ring;
 
-pub use layout::{CacheLine, Request, Response};
+pub use layout::{CacheLine, Request, Response, SplitCall};
 pub use ring::{Channel, Consumer, Producer};
 
 /// Version of the forwarding channel ABI, stored in every channel's header. Bumped on any
@@ -59,6 +59,9 @@ pub enum Error {
     /// The [`Wait`] policy gave up; the request is still outstanding ([`Producer::try_collect`]
     /// will return its response).
     TimedOut,
+    /// The header's mode is not one of [`layout::MODE_POLL`], [`layout::MODE_NOTIFY`],
+    /// [`layout::MODE_ADAPTIVE`].
+    BadMode,
 }
 
 impl Error {
@@ -81,6 +84,7 @@ impl Error {
             Error::Busy => "requests still outstanding",
             Error::NotTaken => "not the oldest taken request",
             Error::TimedOut => "gave up waiting for the response",
+            Error::BadMode => "channel header has an unknown mode",
         }
     }
 }
@@ -156,6 +160,7 @@ mod tests {
             Busy,
             NotTaken,
             TimedOut,
+            BadMode,
         ];
         let corrupt: std::vec::Vec<_> = all.iter().filter(|e| e.is_corruption()).collect();
         assert_eq!(corrupt, [&IndexOutOfRange, &Overflow, &SequenceMismatch]);

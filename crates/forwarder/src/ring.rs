@@ -15,7 +15,7 @@
 //! constants, so a corrupt region can never send an access outside it.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::layout::{self, CACHE_LINE};
 use crate::{Error, Request, Response, Wait, ABI_VERSION};
@@ -99,6 +99,22 @@ impl Channel {
         self.slots
     }
 
+    /// Writes the header's mode and adaptive spin time (the creator, before telling the peer
+    /// where the channel is). The mode is not checked here; [`Channel::mode`] does.
+    pub fn set_mode(&self, mode: u32, spin_us: u32) {
+        self.half(layout::HEADER_MODE).store(mode, Ordering::Relaxed);
+        self.half(layout::HEADER_SPIN_US).store(spin_us, Ordering::Release);
+    }
+
+    /// The header's `(mode, spin_us)`; [`Error::BadMode`] for an unknown mode.
+    pub fn mode(&self) -> Result<(u32, u32), Error> {
+        let spin = self.half(layout::HEADER_SPIN_US).load(Ordering::Acquire);
+        match self.half(layout::HEADER_MODE).load(Ordering::Relaxed) {
+            m @ (layout::MODE_POLL | layout::MODE_NOTIFY | layout::MODE_ADAPTIVE) => Ok((m, spin)),
+            _ => Err(Error::BadMode),
+        }
+    }
+
     /// The producer end (an HRT core), resuming from the producer's published counters (zero on a
     /// fresh channel). Fails if they are inconsistent.
     pub fn producer(self) -> Result<Producer, Error> {
@@ -157,6 +173,25 @@ impl Channel {
     /// Sets `FLAG_FAILED` in this end's progress line: a hint for the peer, which must not rely on it.
     fn publish_failed(&self, line: usize) {
         self.word(line + layout::PROGRESS_FLAGS).fetch_or(layout::FLAG_FAILED, Ordering::Release);
+    }
+
+    /// Sets or clears `FLAG_SLEEPING` in this end's line, then a full fence: the look for work
+    /// that follows cannot pass the store (docs/forwarding.md "Sleeping").
+    fn publish_sleeping(&self, line: usize, sleeping: bool) {
+        let word = self.word(line + layout::PROGRESS_FLAGS);
+        if sleeping {
+            word.fetch_or(layout::FLAG_SLEEPING, Ordering::SeqCst);
+        } else {
+            word.fetch_and(!layout::FLAG_SLEEPING, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    /// A full fence (the work just published cannot pass it), then whether the peer's line says it
+    /// sleeps.
+    fn peer_sleeping(&self, peer_line: usize) -> bool {
+        fence(Ordering::SeqCst);
+        self.word(peer_line + layout::PROGRESS_FLAGS).load(Ordering::SeqCst) & layout::FLAG_SLEEPING != 0
     }
 
     fn flag_failed(&self, line: usize) -> bool {
@@ -284,6 +319,23 @@ impl Producer {
         self.channel.flag_failed(layout::CONSUMER)
     }
 
+    /// The channel's `(mode, spin_us)` as its header says ([`Channel::mode`]).
+    pub fn mode(&self) -> Result<(u32, u32), Error> {
+        self.channel.mode()
+    }
+
+    /// Says (or unsays) that this end sleeps until its doorbell rings; setting it is followed by
+    /// a full fence, after which the caller must look for its response once more before sleeping.
+    pub fn set_sleeping(&self, sleeping: bool) {
+        self.channel.publish_sleeping(layout::PRODUCER, sleeping);
+    }
+
+    /// After a full fence: whether the consumer says it sleeps (then ring its doorbell, having
+    /// submitted work for it).
+    pub fn peer_sleeping(&self) -> bool {
+        self.channel.peer_sleeping(layout::CONSUMER)
+    }
+
     fn check(&self) -> Result<(), Error> {
         self.failed.map_or(Ok(()), Err)
     }
@@ -383,6 +435,23 @@ impl Consumer {
     /// Whether the producer says it found the channel corrupt (a hint: the peer is not trusted).
     pub fn peer_failed(&self) -> bool {
         self.channel.flag_failed(layout::PRODUCER)
+    }
+
+    /// The channel's `(mode, spin_us)` as its header says ([`Channel::mode`]).
+    pub fn mode(&self) -> Result<(u32, u32), Error> {
+        self.channel.mode()
+    }
+
+    /// Says (or unsays) that this end sleeps until its doorbell rings; setting it is followed by
+    /// a full fence, after which the caller must look for requests once more before sleeping.
+    pub fn set_sleeping(&self, sleeping: bool) {
+        self.channel.publish_sleeping(layout::CONSUMER, sleeping);
+    }
+
+    /// After a full fence: whether the producer says it sleeps (then ring its doorbell, having
+    /// completed work for it).
+    pub fn peer_sleeping(&self) -> bool {
+        self.channel.peer_sleeping(layout::PRODUCER)
     }
 
     fn check(&self) -> Result<(), Error> {

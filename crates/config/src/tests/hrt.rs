@@ -36,6 +36,8 @@ fn hrt_minimal() {
                 cmdline: String::new(),
                 modules: vec![],
                 boot: HrtBoot::AtStart,
+                forward: ForwardMode::Poll,
+                forward_spin_us: 100,
             }),
             console: ConsoleConfig::default(),
             platform: PlatformConfig::default(),

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::*;
 
 mod errors;
+mod forward;
 mod hrt;
 mod values;
 

@@ -301,3 +301,44 @@ fn later_header_changes_are_ignored() {
     assert_eq!(consumer.try_take().map(|r| r.map(|r| r.seq)), Ok(Some(1)));
     assert_eq!(producer.slot_count(), 4);
 }
+
+#[test]
+fn mode_is_written_by_the_creator_and_checked_by_both_ends() {
+    let region = Region::new(4);
+    let channel = region.init(4);
+    assert_eq!(channel.mode(), Ok((MODE_POLL, 0)), "a fresh channel polls");
+    channel.set_mode(MODE_ADAPTIVE, 250);
+    assert_eq!(region.peek(HEADER_MODE) & 0xffff_ffff, u64::from(MODE_ADAPTIVE));
+    assert_eq!(region.peek(HEADER_MODE) >> 32, 250, "spin_us follows mode in the same word");
+    let (producer, consumer) = (region.view().expect("view").producer().expect("p"), region.view().expect("view"));
+    assert_eq!(producer.mode(), Ok((MODE_ADAPTIVE, 250)));
+    assert_eq!(consumer.consumer().expect("c").mode(), Ok((MODE_ADAPTIVE, 250)));
+    for bad in [3, 7, u32::MAX] {
+        channel.set_mode(bad, 1);
+        assert_eq!(producer.mode(), Err(Error::BadMode), "mode {bad}");
+    }
+}
+
+#[test]
+fn sleeping_flags_are_per_end_and_leave_failed_alone() {
+    let region = Region::new(2);
+    let (mut producer, consumer) = region.ends(2);
+    assert!(!producer.peer_sleeping() && !consumer.peer_sleeping());
+    consumer.set_sleeping(true);
+    assert!(producer.peer_sleeping());
+    assert!(!consumer.peer_sleeping(), "the consumer's flag is not the producer's");
+    assert_eq!(region.peek(CONSUMER + PROGRESS_FLAGS), FLAG_SLEEPING);
+    producer.set_sleeping(true);
+    assert!(consumer.peer_sleeping());
+    // A failure keeps the sleeping bit, and clearing sleep keeps the failure.
+    assert_eq!(producer.try_submit(1, 0, ARGS), Ok(Some(1)));
+    // Request 1 sits in slot 1 of 2; its response slot gets a number it can never hold.
+    region.poke(responses_offset(2) + CACHE_LINE + RECORD_SEQ, 77);
+    assert_eq!(producer.try_collect(), Err(Error::SequenceMismatch));
+    assert_eq!(region.peek(PRODUCER + PROGRESS_FLAGS), FLAG_SLEEPING | FLAG_FAILED);
+    producer.set_sleeping(false);
+    assert_eq!(region.peek(PRODUCER + PROGRESS_FLAGS), FLAG_FAILED);
+    assert!(consumer.peer_failed() && !consumer.peer_sleeping());
+    consumer.set_sleeping(false);
+    assert!(!producer.peer_sleeping());
+}
