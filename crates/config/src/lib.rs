@@ -98,9 +98,9 @@ mod validate;
 pub use error::{ConfigError, Location, Problem};
 pub use model::{
     Config, ConsoleConfig, ConsoleOutput, ForwardMode, HrtBoot, HrtConfig, ModuleConfig,
-    PlatformConfig, RosConfig, Workarounds, DEFAULT_FORWARD_SPIN_US, DEFAULT_MEMORY,
-    DEFAULT_VCPUS, MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES,
-    MAX_MODULE_CMDLINE_LEN, MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
+    PlatformConfig, RosConfig, Workarounds, DEFAULT_FORWARD_SPIN_US, DEFAULT_MEMORY, DEFAULT_VCPUS,
+    MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN,
+    MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 pub use parse::{load, parse, Overrides};
 pub use size::{parse_size, SizeError, GIB, KIB, MIB};

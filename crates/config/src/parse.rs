@@ -17,9 +17,8 @@ use crate::raw::{
 };
 use crate::size::{parse_size, SizeError, MIB};
 use crate::validate::{
-    check_cmdline_chars, check_cmdline_len, check_console_path, check_feature,
-    check_forward_spin, check_input_file, check_memory, check_module_cmdline, check_module_count,
-    check_vcpus, resolve,
+    check_cmdline_chars, check_cmdline_len, check_console_path, check_feature, check_forward_spin,
+    check_input_file, check_memory, check_module_cmdline, check_module_count, check_vcpus, resolve,
 };
 
 /// Command-line overrides, applied on top of the file before validation.

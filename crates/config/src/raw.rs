@@ -179,7 +179,10 @@ impl<'de> Deserialize<'de> for RawMicros {
         impl Visitor<'_> for MicrosVisitor {
             type Value = RawMicros;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "an integer number of microseconds from 0 to {MAX_FORWARD_SPIN_US}")
+                write!(
+                    f,
+                    "an integer number of microseconds from 0 to {MAX_FORWARD_SPIN_US}"
+                )
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawMicros, E> {
                 Ok(RawMicros(v))

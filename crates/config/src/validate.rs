@@ -257,6 +257,7 @@ fn validate_hrt(hrt: &HrtConfig, has_ros: bool) -> Result<(), ConfigError> {
     if hrt.boot == HrtBoot::OnRequest && !has_ros {
         return Err(err("hrt.boot", Problem::OnRequestWithoutRos));
     }
-    check_forward_spin(i64::from(hrt.forward_spin_us)).map_err(|p| err("hrt.forward_spin_us", p))?;
+    check_forward_spin(i64::from(hrt.forward_spin_us))
+        .map_err(|p| err("hrt.forward_spin_us", p))?;
     Ok(())
 }

@@ -39,13 +39,17 @@ fn every_mode_and_the_spin_bounds_parse() {
         ("notify", ForwardMode::Notify),
         ("adaptive", ForwardMode::Adaptive),
     ] {
-        let c = d.parse(&vm(&format!("forward = \"{text}\"\n")), &none()).unwrap();
+        let c = d
+            .parse(&vm(&format!("forward = \"{text}\"\n")), &none())
+            .unwrap();
         assert_eq!(c.hrt_ref().forward, mode);
         assert_eq!(mode.name(), text);
         c.validate().unwrap();
     }
     for spin in [0u32, 1, 100, 250, MAX_FORWARD_SPIN_US] {
-        let text = vm(&format!("forward = \"adaptive\"\nforward_spin_us = {spin}\n"));
+        let text = vm(&format!(
+            "forward = \"adaptive\"\nforward_spin_us = {spin}\n"
+        ));
         let c = d.parse(&text, &none()).unwrap();
         assert_eq!(c.hrt_ref().forward_spin_us, spin);
         assert_eq!(c.hrt_ref().forward, ForwardMode::Adaptive);
@@ -53,8 +57,16 @@ fn every_mode_and_the_spin_bounds_parse() {
     // The spin bound is accepted (and ignored) with the other modes, and an HRT-only VM takes the
     // keys too (there is simply nothing to forward).
     let c = d.parse(&vm("forward_spin_us = 5\n"), &none()).unwrap();
-    assert_eq!((c.hrt_ref().forward, c.hrt_ref().forward_spin_us), (ForwardMode::Poll, 5));
-    let c = d.parse("[hrt]\nkernel = \"hrt.elf\"\nforward = \"notify\"\n", &none()).unwrap();
+    assert_eq!(
+        (c.hrt_ref().forward, c.hrt_ref().forward_spin_us),
+        (ForwardMode::Poll, 5)
+    );
+    let c = d
+        .parse(
+            "[hrt]\nkernel = \"hrt.elf\"\nforward = \"notify\"\n",
+            &none(),
+        )
+        .unwrap();
     assert_eq!(c.hrt_ref().forward, ForwardMode::Notify);
 }
 
@@ -64,7 +76,13 @@ fn bad_modes_name_the_accepted_ones() {
     let msg = d.err(&vm("forward = \"interrupt\"\n"), &none());
     assert_has(
         &msg,
-        &[&at(&d, 5), "hrt.forward: unknown variant `interrupt`", "`poll`", "`notify`", "`adaptive`"],
+        &[
+            &at(&d, 5),
+            "hrt.forward: unknown variant `interrupt`",
+            "`poll`",
+            "`notify`",
+            "`adaptive`",
+        ],
     );
     let msg = d.err(&vm("forward = \"Poll\"\n"), &none());
     assert_has(&msg, &[&at(&d, 5), "hrt.forward: unknown variant `Poll`"]);
@@ -85,10 +103,22 @@ fn bad_modes_name_the_accepted_ones() {
 fn spin_out_of_range_or_mistyped_is_an_error() {
     let d = dir("fwbadspin");
     for bad in ["-1", "1000001", "4294967296", "9223372036854775807"] {
-        let e = d.parse(&vm(&format!("forward = \"adaptive\"\nforward_spin_us = {bad}\n")), &none()).unwrap_err();
+        let e = d
+            .parse(
+                &vm(&format!(
+                    "forward = \"adaptive\"\nforward_spin_us = {bad}\n"
+                )),
+                &none(),
+            )
+            .unwrap_err();
         assert_eq!(e.field(), Some("hrt.forward_spin_us"), "{bad}");
         assert_eq!(e.line(), Some(6), "{bad}");
-        assert_eq!(e.problem(), Some(&Problem::ForwardSpinOutOfRange { value: bad.parse().unwrap() }));
+        assert_eq!(
+            e.problem(),
+            Some(&Problem::ForwardSpinOutOfRange {
+                value: bad.parse().unwrap()
+            })
+        );
         assert_eq!(
             e.to_string(),
             format!(
@@ -119,5 +149,8 @@ fn in_code_configs_check_the_spin_bound() {
     c.hrt_mut().forward_spin_us = MAX_FORWARD_SPIN_US + 1;
     let e = c.validate().unwrap_err();
     assert_eq!(e.field(), Some("hrt.forward_spin_us"));
-    assert_eq!(e.to_string(), "hrt.forward_spin_us: 1000001 is out of range: expected 0 to 1000000 (microseconds)");
+    assert_eq!(
+        e.to_string(),
+        "hrt.forward_spin_us: 1000001 is out of range: expected 0 to 1000000 (microseconds)"
+    );
 }
