@@ -297,7 +297,10 @@ hrt_ap_stacks:
 
 // ---------------------------------------------------------------------------------------------
 // Exception entry stubs, 16 bytes apart: push a zero error code where the CPU pushes none, push
-// the vector, and hand a pointer to [vector, error, rip, cs, rflags, rsp, ss] to hrt_exception.
+// the vector, and join hrt_exc_common, which saves every register and hands the frame
+// (src/user.rs TrapFrame; the CPU aligned RSP to 16, and the 22 words keep it so) to hrt_trap.
+// A trap from ring 0 never returns (the report, then the exit); one from CPL3 (src/user.rs) may,
+// and then resumes the user code with iretq.
 // Vectors with an error code: 8, 10-14, 17, 21, 29, 30 (mask 0x60227D00).
 global_asm!(
     r#"
@@ -315,12 +318,43 @@ hrt_exc_stubs:
     jmp hrt_exc_common
     .set hrt_v, hrt_v + 1
     .endr
+    .global hrt_exc_common
 hrt_exc_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
     cld
     mov %rsp, %rdi
-    and $-16, %rsp
-    call hrt_exception
-    jmp hrt_halt
+    call hrt_trap
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
 
 // The invoke wake-up interrupt (partitioned VM): it only has to end `sti; hlt` in the service
 // loop (src/hvm.rs), so it sends the LAPIC an EOI and returns. The LAPIC's virtual address is

@@ -34,7 +34,7 @@ use crate::boot::{KERNEL_VBASE, MAX_APS, PHYS_MAP_BASE, WAKE_VECTOR};
 use crate::mb2::{self, Info};
 use crate::out::Line;
 use crate::smp::{lapic_enable, lapic_read, lapic_write, rdtsc, set_lapic, tsc_per_ms, LAPIC_ID, LAPIC_PHYS, LAPIC_TPR};
-use crate::{idt, port};
+use crate::{fwd, idt, merge, port, user};
 
 /// Every word of the canary page: "RANACTRH" little-endian.
 pub const CANARY: u64 = 0x4852_5443_414E_4152;
@@ -57,14 +57,14 @@ static IDLE: AtomicU32 = AtomicU32::new(0);
 static mut PARTITION: MaybeUninit<Partition> = MaybeUninit::uninit();
 
 #[derive(Clone, Copy)]
-struct Partition {
-    info: HvmInfo,
+pub(crate) struct Partition {
+    pub info: HvmInfo,
     /// Guest-physical address of [`CANARY_PAGE`].
     canary: u64,
 }
 
 /// The partition description. Only after [`GO`] (core 0: after it stored it).
-fn partition() -> &'static Partition {
+pub(crate) fn partition() -> &'static Partition {
     unsafe { (*core::ptr::addr_of!(PARTITION)).assume_init_ref() }
 }
 
@@ -78,7 +78,7 @@ fn canary_words() -> *mut u64 {
 }
 
 /// The virtual address of guest-physical `pa` in the physical window.
-fn pv(pa: u64) -> u64 {
+pub(crate) fn pv(pa: u64) -> u64 {
     PHYS_MAP_BASE.wrapping_add(pa)
 }
 
@@ -93,13 +93,13 @@ fn in_range(r: &MemRange, addr: u64, len: u64) -> bool {
 }
 
 /// Whether [addr, addr + len) lies wholly in one of the ROS's RAM ranges.
-fn in_ros_ram(addr: u64, len: u64) -> bool {
+pub(crate) fn in_ros_ram(addr: u64, len: u64) -> bool {
     partition().info.ros_ram.iter().any(|r| in_range(r, addr, len))
 }
 
 /// Whether [addr, addr + len) lies wholly in one RAM range, the ROS's or the HRT's (not MMIO, not
 /// beyond the physical window).
-fn in_ram(addr: u64, len: u64) -> bool {
+pub(crate) fn in_ram(addr: u64, len: u64) -> bool {
     in_ros_ram(addr, len) || in_range(&partition().info.hrt_ram, addr, len)
 }
 
@@ -112,7 +112,7 @@ fn fail(what: &str, v: u64) -> ! {
 #[no_mangle]
 extern "C" fn hrt_hvm_main(info_addr: u64, core: u64, apic: u64) -> ! {
     port::mark(3);
-    idt::load_kernel_gdt();
+    user::init_core(0);
     idt::init();
     // No serial::init(): the UART needs no programming under duet, and reprogramming one the
     // ROS might also drive (IER, LCR, FIFO) would disturb it.
@@ -229,7 +229,7 @@ extern "C" fn hrt_hvm_main(info_addr: u64, core: u64, apic: u64) -> ! {
 /// Core `core` > 0 (boot.rs, after [`GO`]), on its own stack.
 #[no_mangle]
 extern "C" fn hrt_hvm_core(core: u32, _apic: u32) -> ! {
-    idt::load_kernel_gdt();
+    user::init_core(core);
     idt::load();
     if core >= partition().info.hrt_cores {
         // Not a core of the partition duet described: stay out of the way.
@@ -265,6 +265,7 @@ fn serve(core: u32) -> ! {
         if completion != 0 {
             complete(core, completion, seq, result);
         }
+        fwd::invoke_done(core);
         if flags & INVOKE_NOTIFY != 0 {
             let _ = unsafe { client::hypercall(Op::InvokeDone, [core as u64, 0, 0, 0, 0]) };
         }
@@ -309,13 +310,21 @@ fn invoke(core: u32, func: u64, arg: u64) -> u64 {
         9 => rdtsc(),
         10 => hypercall_bench(arg),
         11 => channel(arg),
-        12 => walk(arg, false).map_or(NOT_MAPPED, |pa| unsafe { read_volatile(pv(pa) as *const u64) }),
-        13 => flip(arg),
-        FUNC_FORWARD_GETPID => forward_getpid(arg),
+        12 => merge::user_read_u64(arg).unwrap_or(NOT_MAPPED),
+        13 => merge::flip(arg),
+        14 => fwd::getpid(core, arg),
+        15 => fwd::attach(core, arg),
+        16 => fwd::detach(core),
+        17 => fwd::split(core, arg),
+        18 => fwd::stress(core, arg),
+        19 => fwd::corrupt(core),
         20 => ring_ros_doorbell(core),
         21 => wait_interrupts(arg),
-        FUNC_MERGE => merge(arg),
-        FUNC_UNMERGE => unmerge(),
+        FUNC_MERGE => merge::merge(arg),
+        FUNC_UNMERGE => {
+            fwd::detach(core);
+            merge::unmerge()
+        }
         _ => u64::MAX,
     }
 }
@@ -507,199 +516,3 @@ pub fn smp() -> u32 {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Address-space merge (docs/hypercalls.md §6) and the page-table walk of functions 12 and 13.
-
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const HUGE: u64 = 1 << 7;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-/// PML4 entries of the lower (user) half.
-const LOWER_ENTRIES: usize = 256;
-
-/// Held (1) while a core changes the shared PML4 (`xchg`).
-static MERGE_LOCK: AtomicU32 = AtomicU32::new(0);
-/// duet's own PML4 entries 0-255 (the identity map), saved by the first merge; valid once
-/// [`SAVED_VALID`] is 1. Only under [`MERGE_LOCK`].
-static mut SAVED: [u64; LOWER_ENTRIES] = [0; LOWER_ENTRIES];
-static SAVED_VALID: AtomicU32 = AtomicU32::new(0);
-
-fn cr3() -> u64 {
-    let v: u64;
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
-/// Reloads CR3: flushes this core's TLB (duet's tables have no global pages).
-fn flush_tlb() {
-    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
-}
-
-/// The PML4 this core runs on (duet's, one for every HRT core), in the physical window.
-fn own_pml4() -> *mut u64 {
-    pv(cr3() & ADDR_MASK) as *mut u64
-}
-
-fn locked<T>(f: impl FnOnce() -> T) -> T {
-    while MERGE_LOCK.swap(1, Ordering::Acquire) != 0 {
-        core::hint::spin_loop();
-    }
-    let r = f();
-    MERGE_LOCK.store(0, Ordering::Release);
-    r
-}
-
-/// [`FUNC_MERGE`]: `root` = guest-physical address of a ROS process's PML4 (page-aligned, in ROS
-/// RAM; else u64::MAX). Saves duet's entries 0-255 (the first time), copies the root's entries
-/// 0-255 into the PML4 all HRT cores share, and flushes this core's TLB. Returns 0.
-fn merge(root: u64) -> u64 {
-    if !root.is_multiple_of(4096) || !in_ros_ram(root, 4096) {
-        return u64::MAX;
-    }
-    locked(|| unsafe {
-        let pml4 = own_pml4();
-        if SAVED_VALID.load(Ordering::Relaxed) == 0 {
-            core::ptr::copy_nonoverlapping(pml4, core::ptr::addr_of_mut!(SAVED) as *mut u64, LOWER_ENTRIES);
-            SAVED_VALID.store(1, Ordering::Relaxed);
-        }
-        core::ptr::copy_nonoverlapping(pv(root) as *const u64, pml4, LOWER_ENTRIES);
-    });
-    flush_tlb();
-    0
-}
-
-/// [`FUNC_UNMERGE`]: puts duet's entries 0-255 back (if a merge saved them) and flushes this
-/// core's TLB. Returns 0.
-fn unmerge() -> u64 {
-    locked(|| unsafe {
-        if SAVED_VALID.load(Ordering::Relaxed) != 0 {
-            core::ptr::copy_nonoverlapping(core::ptr::addr_of!(SAVED) as *const u64, own_pml4(), LOWER_ENTRIES);
-        }
-    });
-    flush_tlb();
-    0
-}
-
-/// Walks this core's page tables in software, through the physical window: the guest-physical
-/// address of the 8-aligned u64 at `va`, if every level is present (and writable, for `write`),
-/// every table lies in RAM (so the walk never faults, nor reads MMIO) and the word lies in ROS RAM
-/// (user memory: a ROS page table aimed at HRT RAM gets nothing). 4 KiB, 2 MiB and 1 GiB pages.
-fn walk(va: u64, write: bool) -> Option<u64> {
-    let top = va >> 47;
-    if !va.is_multiple_of(8) || (top != 0 && top != 0x1ffff) {
-        return None;
-    }
-    let mut table = cr3() & ADDR_MASK;
-    for (level, shift) in [(4u32, 39u32), (3, 30), (2, 21), (1, 12)] {
-        if !in_ram(table, 4096) {
-            return None;
-        }
-        let e = unsafe { read_volatile((pv(table) as *const u64).add(((va >> shift) & 511) as usize)) };
-        if e & PRESENT == 0 || (write && e & WRITABLE == 0) {
-            return None;
-        }
-        if level == 1 || (e & HUGE != 0 && level <= 3) {
-            let size = 1u64 << shift;
-            let pa = (e & ADDR_MASK & !(size - 1)) | (va & (size - 1));
-            return in_ros_ram(pa, 8).then_some(pa);
-        }
-        table = e & ADDR_MASK;
-    }
-    None
-}
-
-/// Function 13: the u64 at `va` (mapped and writable at every level) becomes its complement;
-/// returns the new value, or [`NOT_MAPPED`]. Read and written through the physical window (not
-/// atomic against the process).
-fn flip(va: u64) -> u64 {
-    let Some(pa) = walk(va, true) else { return NOT_MAPPED };
-    let word = pv(pa) as *mut u64;
-    unsafe {
-        let new = !read_volatile(word);
-        write_volatile(word, new);
-        new
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The first forwarded system call (docs/forwarding.md "Implemented so far").
-
-/// Function 14: forward `getpid` through a merged process's forwarding channel.
-const FUNC_FORWARD_GETPID: u64 = 14;
-/// How many calls function 14 forwards.
-const FORWARD_CALLS: u64 = 1000;
-/// Linux x86-64 `getpid`.
-const SYS_GETPID: u32 = 39;
-/// Looks at a response after which function 14 gives up on one call (poll mode, no notify).
-const FORWARD_SPIN_LIMIT: u64 = 100_000_000;
-/// Function 14's errors: some page of the channel region is not mapped (writable, ROS RAM) ...
-pub const FORWARD_NOT_MAPPED: u64 = u64::MAX - 1;
-/// ... `Channel::from_raw` or `producer` refused the region ...
-pub const FORWARD_ATTACH_FAILED: u64 = u64::MAX - 2;
-/// ... the proxy did not answer a call within [`FORWARD_SPIN_LIMIT`] looks ...
-pub const FORWARD_TIMED_OUT: u64 = u64::MAX - 3;
-/// ... a call failed otherwise (corruption, or a negative result) ...
-pub const FORWARD_CALL_FAILED: u64 = u64::MAX - 4;
-/// ... or the calls answered different pids.
-pub const FORWARD_RESULTS_DIFFER: u64 = u64::MAX - 5;
-
-/// Whether [va, va + len) lies in the lower (user) half and every page of it is mapped writable to
-/// ROS RAM in this core's page tables (the software walk: never a fault).
-fn user_region_mapped(va: u64, len: u64) -> bool {
-    let Some(last) = len.checked_sub(1).and_then(|l| va.checked_add(l)) else { return false };
-    if last >= 1 << 47 {
-        return false;
-    }
-    let mut page = va & !4095;
-    while page <= last {
-        if walk(page, true).is_none() {
-            return false;
-        }
-        page += 4096;
-    }
-    true
-}
-
-/// Function 14, forward-getpid: `va` = the user virtual address (in the merged lower half) of a
-/// forwarding channel (`crates/forwarder`) that the merged process formatted and serves. Checks
-/// that the header's page is mapped, reads the slot count, checks that every page of the region is
-/// mapped, attaches as the producer, and forwards `getpid` (39) [`FORWARD_CALLS`] times in poll
-/// mode (spin, at most [`FORWARD_SPIN_LIMIT`] looks per call). Returns the pid, or one of the
-/// `FORWARD_*` errors.
-fn forward_getpid(va: u64) -> u64 {
-    use forwarder::{layout, Channel, Spin};
-    if !va.is_multiple_of(64) || !user_region_mapped(va, layout::REQUESTS as u64) {
-        return FORWARD_NOT_MAPPED;
-    }
-    // The slot count as the header says now; from_raw reads it again and checks it against the
-    // length, so a peer that changes it in between gets BadSlotCount or RegionTooSmall.
-    let slots = unsafe { read_volatile((va + layout::HEADER_SLOT_COUNT as u64) as *const u32) };
-    if !layout::slot_count_ok(slots) {
-        return FORWARD_ATTACH_FAILED;
-    }
-    let len = layout::region_len(slots);
-    if !user_region_mapped(va, len as u64) {
-        return FORWARD_NOT_MAPPED;
-    }
-    // SAFETY: every page of the region is mapped (merged lower half) and stays so while the
-    // process is merged and serving; it is only accessed through the channel view.
-    let channel = match unsafe { Channel::from_raw(va as *mut u8, len) } {
-        Ok(c) => c,
-        Err(_) => return FORWARD_ATTACH_FAILED,
-    };
-    let Ok(mut producer) = channel.producer() else { return FORWARD_ATTACH_FAILED };
-    let mut pid = None;
-    for _ in 0..FORWARD_CALLS {
-        let r = match producer.forward(SYS_GETPID, [0; 6], &mut Spin::limit(FORWARD_SPIN_LIMIT)) {
-            Ok(r) if r >= 0 => r as u64,
-            Err(forwarder::Error::TimedOut) => return FORWARD_TIMED_OUT,
-            _ => return FORWARD_CALL_FAILED,
-        };
-        match pid {
-            None => pid = Some(r),
-            Some(p) if p != r => return FORWARD_RESULTS_DIFFER,
-            Some(_) => {}
-        }
-    }
-    pid.unwrap_or(FORWARD_CALL_FAILED)
-}

@@ -69,22 +69,6 @@ pub fn load() {
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
 }
 
-extern "C" {
-    /// The kernel's GDT (boot.rs): 0x08 64-bit code, 0x10 data, as in duet's.
-    static hrt_gdt: u8;
-    static hrt_gdt_end: u8;
-}
-
-/// Loads the kernel's own GDT at its high-half address on this CPU (partitioned VM). duet's GDT
-/// lies at a guest-physical address in the lower half, which an address-space merge hands to a
-/// ROS process, and every interrupt and `iretq` reads the GDT. The selectors stay valid: 0x08 and
-/// 0x10 are the same segments in both.
-pub fn load_kernel_gdt() {
-    let (base, end) = unsafe { (&hrt_gdt as *const u8 as u64, &hrt_gdt_end as *const u8 as u64) };
-    let ptr = Pointer { limit: (end - base - 1) as u16, base };
-    unsafe { asm!("lgdt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
-}
-
 /// Loads an IDT with limit 0 and raises #UD: no exception can be delivered, so the core
 /// triple-faults (invoke function 5).
 pub fn triple_fault() -> ! {
@@ -124,9 +108,20 @@ fn name(vector: u64) -> &'static str {
     }
 }
 
-/// Called by the stubs with [vector, error, rip, cs, rflags, rsp, ss]; never returns.
+/// Every exception (boot.rs `hrt_exc_common`; also `hrt_syscall_entry`): from CPL3 to
+/// [`crate::user::trap`], which may return (resume); from ring 0 to [`exception`], which does not.
 #[no_mangle]
-extern "C" fn hrt_exception(frame: *const u64) -> ! {
+extern "C" fn hrt_trap(frame: *mut crate::user::TrapFrame) {
+    let f = unsafe { &mut *frame };
+    if f.cs & 3 == 3 {
+        crate::user::trap(f);
+        return;
+    }
+    exception(core::ptr::addr_of!(f.vector))
+}
+
+/// Reports an exception in ring 0 from [vector, error, rip, cs, rflags, rsp, ss] and ends the VM.
+fn exception(frame: *const u64) -> ! {
     let (vector, error, rip) = unsafe { (*frame, *frame.add(1), *frame.add(2)) };
     let cr2: u64;
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };

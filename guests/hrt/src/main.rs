@@ -23,14 +23,17 @@
 
 mod acpi;
 mod boot;
+mod fwd;
 mod hvm;
 mod idt;
 mod mb2;
 mod mem;
+mod merge;
 mod out;
 mod port;
 mod serial;
 mod smp;
+mod user;
 
 use mb2::Info;
 use out::Line;

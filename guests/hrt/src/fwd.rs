@@ -1,0 +1,291 @@
+//! Syscall forwarding on the HRT side (docs/forwarding.md): one channel (`crates/forwarder`) per
+//! core, in the merged process's memory, attached by invoke function 15; [`forward`] submits a
+//! call and waits for the proxy's answer the way the channel's mode says; the invoke functions
+//! that use it (14 getpid, 17 split execution, 18 stress, 19 corruption on purpose).
+//!
+//! Each core touches only its own entry of the per-core state, from its invoke functions and its
+//! traps, so no lock is needed.
+
+use forwarder::layout::{self, SplitCall, MODE_ADAPTIVE, MODE_POLL, SPLIT_NO_CHANNEL};
+use forwarder::{Channel, Producer};
+
+use crate::boot::MAX_APS;
+use crate::hvm::partition;
+use crate::merge::{self, user_read_u64, user_region_mapped, user_write_u64};
+use crate::smp::{rdtsc, tsc_per_ms};
+use crate::{port, user};
+
+const CORES: usize = MAX_APS + 1;
+/// How long a poll-mode call waits for the proxy before the channel is given up (milliseconds).
+const POLL_TIMEOUT_MS: u64 = 30_000;
+/// Looks between two reads of the TSC while polling (a `rdtsc` is emulated on PVM hosts).
+const POLLS_PER_CLOCK_READ: u64 = 256;
+
+/// Linux x86-64 `getpid` and `lseek`.
+const SYS_GETPID: u32 = 39;
+const SYS_LSEEK: u32 = 8;
+
+/// Function 14's and 18's errors (and 15's): a page of the channel is not mapped writable to ROS RAM ...
+pub const FORWARD_NOT_MAPPED: u64 = u64::MAX - 1;
+/// ... the channel region was refused (header, counters, mode) ...
+pub const FORWARD_ATTACH_FAILED: u64 = u64::MAX - 2;
+/// ... the proxy did not answer in time ...
+pub const FORWARD_TIMED_OUT: u64 = u64::MAX - 3;
+/// ... a call failed otherwise (corruption, a negative result, no channel) ...
+pub const FORWARD_CALL_FAILED: u64 = u64::MAX - 4;
+/// ... or results were not what the call must answer.
+pub const FORWARD_RESULTS_DIFFER: u64 = u64::MAX - 5;
+/// ... no channel is attached on this core.
+pub const FORWARD_NO_CHANNEL: u64 = u64::MAX - 6;
+/// ... the proxy found the channel corrupt, or the HRT did (a corrupt response).
+pub const FORWARD_CORRUPT: u64 = u64::MAX - 7;
+
+/// Why [`forward`] failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FwdError {
+    /// No channel attached on this core (or its process is no longer merged).
+    NoChannel,
+    /// The channel failed: corruption seen by either side, or no answer in time. Detached.
+    Failed(forwarder::Error),
+}
+
+struct CoreFwd {
+    producer: Option<Producer>,
+    /// The channel's user address and slot count (function 19 corrupts it on purpose).
+    base: u64,
+    slots: u32,
+    mode: u32,
+    spin_cycles: u64,
+    /// The merge generation the channel was attached under.
+    generation: u32,
+}
+
+static mut FWD: [CoreFwd; CORES] = [const {
+    CoreFwd { producer: None, base: 0, slots: 0, mode: MODE_POLL, spin_cycles: 0, generation: 0 }
+}; CORES];
+
+fn state(core: u32) -> Option<&'static mut CoreFwd> {
+    // SAFETY: only core `core` calls this for its own entry (module docs).
+    unsafe { (*core::ptr::addr_of_mut!(FWD)).get_mut(core as usize) }
+}
+
+fn tsc_khz() -> u64 {
+    match partition().info.tsc_khz {
+        0 => tsc_per_ms(),
+        khz => khz,
+    }
+}
+
+/// Rings the ROS doorbell for `core` (duet puts the index into the ROS's doorbell UART).
+fn ring_ros(core: u32) {
+    port::outl(hvm_abi::ROS_DOORBELL_PORT, core);
+}
+
+/// Waits for the next interrupt (the HRT doorbell) with interrupts on, then turns them off again.
+fn sleep() {
+    unsafe { core::arch::asm!("sti", "hlt", "cli") };
+}
+
+/// Forwards `nr(args)` on `core`'s channel and waits for the answer (poll: spin; notify: sleep at
+/// once; adaptive: spin `spin_us`, then sleep), ringing the proxy's doorbell if it sleeps.
+pub fn forward(core: u32, nr: u32, args: [u64; 6]) -> Result<i64, FwdError> {
+    let st = state(core).ok_or(FwdError::NoChannel)?;
+    if st.generation != merge::generation() {
+        st.producer = None;
+    }
+    let (mode, spin_cycles) = (st.mode, st.spin_cycles);
+    let Some(p) = st.producer.as_mut() else { return Err(FwdError::NoChannel) };
+    match call(p, core, mode, spin_cycles, nr, args) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            // A failed or abandoned channel is not used again; the proxy sees FLAG_FAILED
+            // (corruption) or no more requests.
+            st.producer = None;
+            Err(FwdError::Failed(e))
+        }
+    }
+}
+
+fn call(p: &mut Producer, core: u32, mode: u32, spin_cycles: u64, nr: u32, args: [u64; 6]) -> Result<i64, forwarder::Error> {
+    if p.outstanding() != 0 || p.try_submit(nr, 0, args)?.is_none() {
+        return Err(forwarder::Error::Busy);
+    }
+    if mode != MODE_POLL && p.peer_sleeping() {
+        ring_ros(core);
+    }
+    let start = rdtsc();
+    let mut polls: u64 = 0;
+    loop {
+        if let Some(r) = p.try_collect()? {
+            return Ok(r.result);
+        }
+        polls += 1;
+        if mode == MODE_POLL {
+            core::hint::spin_loop();
+            if polls.is_multiple_of(POLLS_PER_CLOCK_READ) && rdtsc().wrapping_sub(start) > POLL_TIMEOUT_MS * tsc_khz() {
+                return Err(forwarder::Error::TimedOut);
+            }
+            continue;
+        }
+        if mode == MODE_ADAPTIVE && rdtsc().wrapping_sub(start) < spin_cycles {
+            core::hint::spin_loop();
+            continue;
+        }
+        p.set_sleeping(true);
+        // One more look after the flag is visible: the proxy completes, fences, then reads it.
+        if let Some(r) = p.try_collect()? {
+            p.set_sleeping(false);
+            return Ok(r.result);
+        }
+        sleep();
+        p.set_sleeping(false);
+    }
+}
+
+/// After an invoke on `core` returns: if its channel is in a sleeping mode and the proxy sleeps,
+/// ring the proxy, which may be waiting for this invoke's completion.
+pub fn invoke_done(core: u32) {
+    if let Some(st) = state(core) {
+        if let Some(p) = st.producer.as_ref() {
+            if st.mode != MODE_POLL && p.peer_sleeping() {
+                ring_ros(core);
+            }
+        }
+    }
+}
+
+/// Function 15, attach: `va` = user address (merged lower half) of a channel the proxy formatted
+/// for this core. Every page walked, the header checked, the producer resumed. Returns 0 or a
+/// `FORWARD_*` error.
+pub fn attach(core: u32, va: u64) -> u64 {
+    let Some(st) = state(core) else { return FORWARD_ATTACH_FAILED };
+    st.producer = None;
+    if !merge::merged() {
+        return FORWARD_NOT_MAPPED;
+    }
+    if !va.is_multiple_of(64) || !user_region_mapped(va, layout::REQUESTS as u64) {
+        return FORWARD_NOT_MAPPED;
+    }
+    // The slot count as the header says now; from_raw reads it again and checks it against the
+    // length, so a peer that changes it in between gets BadSlotCount or RegionTooSmall.
+    let Some(word) = user_read_u64(va + layout::HEADER_VERSION as u64) else { return FORWARD_NOT_MAPPED };
+    let slots = (word >> 32) as u32;
+    if !layout::slot_count_ok(slots) {
+        return FORWARD_ATTACH_FAILED;
+    }
+    let len = layout::region_len(slots);
+    if !user_region_mapped(va, len as u64) {
+        return FORWARD_NOT_MAPPED;
+    }
+    // SAFETY: every page of the region is mapped (merged lower half) and stays so while the
+    // process is merged and serving (the proxy locks it); the view is dropped when the merge
+    // generation changes.
+    let Ok(channel) = (unsafe { Channel::from_raw(va as *mut u8, len) }) else { return FORWARD_ATTACH_FAILED };
+    let Ok((mode, spin_us)) = channel.mode() else { return FORWARD_ATTACH_FAILED };
+    let Ok(producer) = channel.producer() else { return FORWARD_ATTACH_FAILED };
+    *st = CoreFwd {
+        producer: Some(producer),
+        base: va,
+        slots,
+        mode,
+        spin_cycles: u64::from(spin_us) * tsc_khz() / 1000,
+        generation: merge::generation(),
+    };
+    0
+}
+
+/// Function 16, detach. Returns 0.
+pub fn detach(core: u32) -> u64 {
+    if let Some(st) = state(core) {
+        st.producer = None;
+    }
+    0
+}
+
+/// Maps a forward error to a function result.
+fn code(e: FwdError) -> u64 {
+    match e {
+        FwdError::NoChannel => FORWARD_NO_CHANNEL,
+        FwdError::Failed(forwarder::Error::TimedOut) => FORWARD_TIMED_OUT,
+        FwdError::Failed(e) if e.is_corruption() => FORWARD_CORRUPT,
+        FwdError::Failed(_) => FORWARD_CALL_FAILED,
+    }
+}
+
+/// Function 14: forwards `getpid` `n` times (0: 1000); every answer must be the same pid, which
+/// it returns.
+pub fn getpid(core: u32, n: u64) -> u64 {
+    let n = if n == 0 { 1000 } else { n };
+    let mut pid = None;
+    for _ in 0..n {
+        let r = match forward(core, SYS_GETPID, [0; 6]) {
+            Ok(r) if r >= 0 => r as u64,
+            Ok(_) => return FORWARD_CALL_FAILED,
+            Err(e) => return code(e),
+        };
+        match pid {
+            None => pid = Some(r),
+            Some(p) if p != r => return FORWARD_RESULTS_DIFFER,
+            Some(_) => {}
+        }
+    }
+    pid.unwrap_or(FORWARD_CALL_FAILED)
+}
+
+/// Function 18, stress: `arg` = fd << 32 | n. Forwards `lseek(fd, off, SEEK_SET)` `n` times with
+/// a different offset each time (core << 40 | i), each of which must come back as the answer.
+/// Returns `n`.
+pub fn stress(core: u32, arg: u64) -> u64 {
+    let (fd, n) = (arg >> 32, arg & 0xffff_ffff);
+    for i in 1..=n {
+        let off = (u64::from(core) << 40) | i;
+        match forward(core, SYS_LSEEK, [fd, off, 0, 0, 0, 0]) {
+            Ok(r) if r as u64 == off => {}
+            Ok(_) => return FORWARD_RESULTS_DIFFER,
+            Err(e) => return code(e),
+        }
+    }
+    n
+}
+
+/// Function 19, corrupt on purpose: writes a request whose sequence number is neither the next
+/// one nor its slot's previous one into the next request slot, then detaches. The proxy must
+/// detect it and fail the channel. Returns 0, or [`FORWARD_NO_CHANNEL`].
+pub fn corrupt(core: u32) -> u64 {
+    let Some(st) = state(core) else { return FORWARD_NO_CHANNEL };
+    let Some(p) = st.producer.take() else { return FORWARD_NO_CHANNEL };
+    let seq = p.submitted() + 1;
+    let index = seq & u64::from(st.slots - 1);
+    let slot = st.base + layout::REQUESTS as u64 + index * layout::CACHE_LINE as u64;
+    let bogus = seq + 2 * u64::from(st.slots) + 1;
+    if !user_write_u64(slot + layout::RECORD_SEQ as u64, bogus) {
+        return FORWARD_NOT_MAPPED;
+    }
+    0
+}
+
+/// Function 17, split execution: `va` = a [`SplitCall`] in merged memory. Runs `entry(arg)` at
+/// CPL3 on this core (user.rs) and writes the outputs into the record. Returns the status.
+pub fn split(core: u32, va: u64) -> u64 {
+    let words = core::mem::size_of::<SplitCall>() as u64 / 8;
+    if !va.is_multiple_of(64) || !user_region_mapped(va, words * 8) {
+        return FORWARD_NOT_MAPPED;
+    }
+    let mut input = [0u64; 4];
+    for (i, w) in input.iter_mut().enumerate() {
+        *w = user_read_u64(va + 8 * i as u64).unwrap_or(0);
+    }
+    let [entry, arg, stack, fs_base] = input;
+    let attached = state(core).is_some_and(|st| st.producer.is_some() && st.generation == merge::generation());
+    let out = if !attached {
+        user::Outcome { status: SPLIT_NO_CHANNEL, result: 0, syscalls: 0, page_faults: 0 }
+    } else if entry >= 1 << 47 || stack >= 1 << 47 || fs_base >= 1 << 47 {
+        user::Outcome { status: forwarder::layout::SPLIT_EXCEPTION + 13, result: entry, syscalls: 0, page_faults: 0 }
+    } else {
+        user::run(core, entry, arg, stack, fs_base)
+    };
+    for (i, v) in [out.result, out.status, out.syscalls, out.page_faults].into_iter().enumerate() {
+        user_write_u64(va + 32 + 8 * i as u64, v);
+    }
+    out.status
+}

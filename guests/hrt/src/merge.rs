@@ -1,0 +1,197 @@
+//! Address-space merge (docs/hypercalls.md §6): the HRT adopts a ROS process's PML4 entries 0-255
+//! in the one PML4 all HRT cores share, re-syncs them when the process grows a new top-level
+//! entry, and walks them in software (never a fault) when the kernel reads or writes user memory.
+
+use core::arch::asm;
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::hvm::{in_ram, in_ros_ram, pv, NOT_MAPPED};
+
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// PML4 entries of the lower (user) half.
+const LOWER_ENTRIES: usize = 256;
+
+/// Held (1) while a core changes the shared PML4 (`xchg`).
+static MERGE_LOCK: AtomicU32 = AtomicU32::new(0);
+/// duet's own PML4 entries 0-255 (the identity map), saved by the first merge; valid once
+/// [`SAVED_VALID`] is 1. Only under [`MERGE_LOCK`].
+static mut SAVED: [u64; LOWER_ENTRIES] = [0; LOWER_ENTRIES];
+static SAVED_VALID: AtomicU32 = AtomicU32::new(0);
+/// The merged process's PML4 (guest-physical), 0 when none.
+static MERGED_ROOT: AtomicU64 = AtomicU64::new(0);
+/// One more at every merge and unmerge: a forwarding channel attached under another generation
+/// belongs to a process no longer merged (fwd.rs drops it).
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a process is merged.
+pub fn merged() -> bool {
+    MERGED_ROOT.load(Ordering::Acquire) != 0
+}
+
+/// The merge generation (see [`GENERATION`]).
+pub fn generation() -> u32 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+fn cr3() -> u64 {
+    let v: u64;
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reloads CR3: flushes this core's TLB (duet's tables have no global pages).
+pub fn flush_tlb() {
+    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+}
+
+/// The PML4 this core runs on (duet's, one for every HRT core), in the physical window.
+fn own_pml4() -> *mut u64 {
+    pv(cr3() & ADDR_MASK) as *mut u64
+}
+
+fn locked<T>(f: impl FnOnce() -> T) -> T {
+    while MERGE_LOCK.swap(1, Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+    let r = f();
+    MERGE_LOCK.store(0, Ordering::Release);
+    r
+}
+
+/// [`FUNC_MERGE`]: `root` = guest-physical address of a ROS process's PML4 (page-aligned, in ROS
+/// RAM; else u64::MAX). Saves duet's entries 0-255 (the first time), copies the root's entries
+/// 0-255 into the PML4 all HRT cores share, and flushes this core's TLB. Returns 0.
+pub fn merge(root: u64) -> u64 {
+    if !root.is_multiple_of(4096) || !in_ros_ram(root, 4096) {
+        return u64::MAX;
+    }
+    locked(|| unsafe {
+        let pml4 = own_pml4();
+        if SAVED_VALID.load(Ordering::Relaxed) == 0 {
+            core::ptr::copy_nonoverlapping(pml4, core::ptr::addr_of_mut!(SAVED) as *mut u64, LOWER_ENTRIES);
+            SAVED_VALID.store(1, Ordering::Relaxed);
+        }
+        core::ptr::copy_nonoverlapping(pv(root) as *const u64, pml4, LOWER_ENTRIES);
+        MERGED_ROOT.store(root, Ordering::Release);
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+    });
+    flush_tlb();
+    0
+}
+
+/// [`FUNC_UNMERGE`]: puts duet's entries 0-255 back (if a merge saved them) and flushes this
+/// core's TLB. Returns 0.
+pub fn unmerge() -> u64 {
+    locked(|| unsafe {
+        if SAVED_VALID.load(Ordering::Relaxed) != 0 {
+            core::ptr::copy_nonoverlapping(core::ptr::addr_of!(SAVED) as *const u64, own_pml4(), LOWER_ENTRIES);
+        }
+        MERGED_ROOT.store(0, Ordering::Release);
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+    });
+    flush_tlb();
+    0
+}
+
+/// Walks this core's page tables in software, through the physical window: the guest-physical
+/// address of the 8-aligned u64 at `va`, if every level is present (and writable, for `write`),
+/// every table lies in RAM (so the walk never faults, nor reads MMIO) and the word lies in ROS RAM
+/// (user memory: a ROS page table aimed at HRT RAM gets nothing). 4 KiB, 2 MiB and 1 GiB pages.
+pub fn walk(va: u64, write: bool) -> Option<u64> {
+    let top = va >> 47;
+    if !va.is_multiple_of(8) || (top != 0 && top != 0x1ffff) {
+        return None;
+    }
+    let mut table = cr3() & ADDR_MASK;
+    for (level, shift) in [(4u32, 39u32), (3, 30), (2, 21), (1, 12)] {
+        if !in_ram(table, 4096) {
+            return None;
+        }
+        let e = unsafe { read_volatile((pv(table) as *const u64).add(((va >> shift) & 511) as usize)) };
+        if e & PRESENT == 0 || (write && e & WRITABLE == 0) {
+            return None;
+        }
+        if level == 1 || (e & HUGE != 0 && level <= 3) {
+            let size = 1u64 << shift;
+            let pa = (e & ADDR_MASK & !(size - 1)) | (va & (size - 1));
+            return in_ros_ram(pa, 8).then_some(pa);
+        }
+        table = e & ADDR_MASK;
+    }
+    None
+}
+
+/// Function 13: the u64 at `va` (mapped and writable at every level) becomes its complement;
+/// returns the new value, or [`NOT_MAPPED`]. Read and written through the physical window (not
+/// atomic against the process).
+pub fn flip(va: u64) -> u64 {
+    let Some(pa) = walk(va, true) else { return NOT_MAPPED };
+    let word = pv(pa) as *mut u64;
+    unsafe {
+        let new = !read_volatile(word);
+        write_volatile(word, new);
+        new
+    }
+}
+
+
+/// Copies the merged process's PML4 entries 0-255 that differ from ours (a top-level entry the
+/// process made, or dropped, after the merge). Returns whether any did (then flush the TLB).
+pub fn resync() -> bool {
+    let root = MERGED_ROOT.load(Ordering::Acquire);
+    if root == 0 {
+        return false;
+    }
+    locked(|| {
+        let (ours, theirs) = (own_pml4(), pv(root) as *const u64);
+        let mut changed = false;
+        for i in 0..LOWER_ENTRIES {
+            unsafe {
+                let e = read_volatile(theirs.add(i));
+                if read_volatile(ours.add(i)) != e {
+                    write_volatile(ours.add(i), e);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    })
+}
+
+/// Whether [va, va + len) lies in the lower (user) half and every page of it is mapped writable to
+/// ROS RAM in this core's page tables (the software walk: never a fault).
+pub fn user_region_mapped(va: u64, len: u64) -> bool {
+    let Some(last) = len.checked_sub(1).and_then(|l| va.checked_add(l)) else { return false };
+    if last >= 1 << 47 {
+        return false;
+    }
+    let mut page = va & !4095;
+    while page <= last {
+        if walk(page, true).is_none() {
+            return false;
+        }
+        page += 4096;
+    }
+    true
+}
+
+/// Writes `v` to the user word at `va` (8-aligned, mapped writable) through the physical window.
+pub fn user_write_u64(va: u64, v: u64) -> bool {
+    match walk(va, true) {
+        Some(pa) => {
+            unsafe { write_volatile(pv(pa) as *mut u64, v) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Reads the user word at `va` (8-aligned, mapped) through the physical window.
+pub fn user_read_u64(va: u64) -> Option<u64> {
+    walk(va, false).map(|pa| unsafe { read_volatile(pv(pa) as *const u64) })
+}
