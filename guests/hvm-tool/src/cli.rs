@@ -23,8 +23,14 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   merge-test [--core N]                  MERGE, the HRT reads and flips a word of this process by its
                                          virtual address (functions 12, 13), a never-touched page is
                                          not mapped there, UNMERGE, an echo invoke
-  forward-test [--core N]                MERGE, then serve a forwarding channel while HRT function 14
-                                         forwards getpid 1000 times through it, UNMERGE
+  forward-test [getpid|split|stress|corrupt] [--mode poll|notify|adaptive] [--spin-us N]
+               [--core N] [--calls N]    be the proxy (channels, MERGE, attach) for a forwarding test:
+                                         getpid: HRT function 14 forwards getpid N times (1000);
+                                         split: ROS functions run on the HRT (write, files, a 1 MiB
+                                         read, page-fault forwarding); stress: every HRT core
+                                         forwards lseek, N calls in all (poll 1000000, else 20000);
+                                         corrupt: each side corrupts the ring, the other detects it.
+                                         Mode: the VM's config unless --mode
   events                                 take every pending event
   post    EVENT [PAYLOAD]                post an event to the HRT
   exit    STATUS                         end the VM with STATUS
@@ -238,11 +244,36 @@ pub enum Cmd {
         /// The HRT core.
         core: u64,
     },
-    /// `hvm forward-test [--core N]`.
-    ForwardTest {
-        /// The HRT core.
-        core: u64,
-    },
+    /// `hvm forward-test ...`.
+    Forward(ForwardArgs),
+}
+
+/// Which forwarding test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardKind {
+    /// Forwarded getpid.
+    Getpid,
+    /// Split execution.
+    Split,
+    /// All cores at once.
+    Stress,
+    /// Corruption from either side.
+    Corrupt,
+}
+
+/// `hvm forward-test` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardArgs {
+    /// The test.
+    pub kind: ForwardKind,
+    /// `--mode`, else the configured one.
+    pub mode: Option<String>,
+    /// `--spin-us`.
+    pub spin_us: Option<u32>,
+    /// `--core` (getpid, split).
+    pub core: u64,
+    /// `--calls`.
+    pub calls: Option<u64>,
 }
 
 /// Whether an option takes a value.
@@ -452,13 +483,42 @@ pub fn parse(args: &[String]) -> Result<Cmd, Error> {
             s.positional(cmd, 0, 0)?;
             Ok(Cmd::MergeTest { core: s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0) })
         }
-        "forward-test" => {
-            let s = split(cmd, rest, &[("core", Takes::Value)])?;
-            s.positional(cmd, 0, 0)?;
-            Ok(Cmd::ForwardTest { core: s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0) })
-        }
+        "forward-test" => parse_forward(rest),
         other => Err(Error::usage(format!("unknown command {other:?}"))),
     }
+}
+
+fn parse_forward(rest: &[String]) -> Result<Cmd, Error> {
+    let cmd = "forward-test";
+    let s = split(
+        cmd,
+        rest,
+        &[("core", Takes::Value), ("mode", Takes::Value), ("spin-us", Takes::Value), ("calls", Takes::Value)],
+    )?;
+    let pos = s.positional(cmd, 0, 1)?;
+    let kind = match pos.first().map(String::as_str) {
+        None | Some("getpid") => ForwardKind::Getpid,
+        Some("split") => ForwardKind::Split,
+        Some("stress") => ForwardKind::Stress,
+        Some("corrupt") => ForwardKind::Corrupt,
+        Some(other) => return Err(Error::usage(format!("{cmd}: unknown test {other:?} (getpid, split, stress, corrupt)"))),
+    };
+    let mode = s.value("mode").map(str::to_owned);
+    if let Some(m) = &mode {
+        if !matches!(m.as_str(), "poll" | "notify" | "adaptive") {
+            return Err(Error::usage(format!("{cmd}: unknown mode {m:?} (poll, notify, adaptive)")));
+        }
+    }
+    let spin_us = s
+        .value("spin-us")
+        .map(|v| parse_u64("--spin-us", v).and_then(|n| u32::try_from(n).map_err(|_| Error::usage("--spin-us: too large"))))
+        .transpose()?;
+    let calls = s.value("calls").map(|v| parse_u64("--calls", v)).transpose()?;
+    if calls == Some(0) {
+        return Err(Error::usage(format!("{cmd}: --calls must be at least 1")));
+    }
+    let core = s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0);
+    Ok(Cmd::Forward(ForwardArgs { kind, mode, spin_us, core, calls }))
 }
 
 /// `--core N` or `--all` (default core 0).

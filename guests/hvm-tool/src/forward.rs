@@ -1,145 +1,448 @@
-//! `hvm forward-test`: the first forwarded system call. This process is the proxy (DESIGN §8,
-//! docs/forwarding.md): it formats a forwarding channel (`crates/forwarder`) in its own locked
-//! memory, merges its user half into an HRT core, starts HRT function 14 there, which forwards
-//! `getpid` through the channel by the region's virtual address, and serves the channel by making
-//! each requested system call itself, until the invoke's completion record holds the HRT's answer.
+//! `hvm forward-test TEST`: syscall forwarding end to end, with this process as the proxy
+//! (proxy.rs). Each test prints `key=value` lines that tests grep and fails (exit 1) unless every
+//! check holds:
+//! - `getpid`: HRT function 14 forwards `getpid` N times on one core; each answer is our pid;
+//! - `split`: ROS functions of this program run at CPL3 on an HRT core (function 17): one prints
+//!   through a forwarded `write()`, one does open/write/lseek/read/close on a ROS file, one reads
+//!   1 MiB straight into merged memory, one touches never-touched mmap memory (page-fault
+//!   forwarding);
+//! - `stress`: every HRT core at once forwards `lseek(fd, off, SEEK_SET)` (function 18), each with
+//!   its own offsets, so every answer is checked and none can be lost or duplicated;
+//! - `corrupt`: the HRT corrupts its channel on purpose (function 19) and the proxy detects it; the
+//!   proxy corrupts a response and the HRT detects it; both sides keep running.
 
-use std::hint::spin_loop;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use forwarder::{layout, CacheLine, Channel, Consumer};
+use forwarder::layout::{self, SplitCall, SPLIT_OK, SPLIT_RETURN};
 
-use crate::cli::DEFAULT_INVOKE_TIMEOUT;
-use crate::hcall::Port;
-use crate::invoke::{no_result, wait, CompletionCell};
+use crate::cli::{ForwardArgs, ForwardKind};
+use crate::hcall::{Port, Version};
+use crate::proxy::{Mode, Proxy};
 use crate::{sys, Error};
 
-/// duet's HRT: invoke function 14, forward `getpid` 1000 times through a merged channel.
-const FUNC_FORWARD_GETPID: u64 = 14;
-/// The calls function 14 makes.
-const CALLS: u64 = 1000;
-/// The channel's slots.
-const SLOTS: u32 = 64;
-/// How long the proxy serves before it gives up on the HRT's answer.
-const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
+const FUNC_ECHO: u64 = 0;
+const FUNC_GETPID: u64 = 14;
+const FUNC_SPLIT: u64 = 17;
+const FUNC_STRESS: u64 = 18;
+const FUNC_CORRUPT: u64 = 19;
+/// What functions 14 and 18 answer when a forwarded call's answer was corrupt (fwd.rs).
+const FORWARD_CORRUPT: u64 = u64::MAX - 7;
+/// Default calls of `getpid` and (in all, poll mode) of `stress`.
+const GETPID_CALLS: u64 = 1000;
+const STRESS_CALLS_POLL: u64 = 1_000_000;
+const STRESS_CALLS_SLEEPING: u64 = 20_000;
+/// How long one test's invokes may take.
+const TIMEOUT: Duration = Duration::from_secs(600);
+/// Bytes of a split execution's stack.
+const SPLIT_STACK: usize = 256 * 1024;
 
-/// What function 14 answers instead of a pid.
+/// What HRT functions 14, 15, 18 answer instead of a result.
 fn hrt_error(result: u64) -> Option<&'static str> {
     Some(match u64::MAX - result {
-        0 => "unknown function (an HRT without function 14?)",
-        1 => "the channel region is not mapped on the HRT",
-        2 => "the HRT could not attach to the channel",
-        3 => "the HRT timed out waiting for a response",
-        4 => "a forwarded call failed on the HRT",
-        5 => "the forwarded calls answered different pids",
+        0 => "unknown function (an HRT without forwarding?)",
+        1 => "the channel is not mapped on the HRT",
+        2 => "the HRT refused the channel",
+        3 => "the HRT timed out waiting for the proxy",
+        4 => "a forwarded call failed",
+        5 => "a forwarded call answered something else than it must",
+        6 => "no channel attached on that core",
+        7 => "the channel was found corrupt",
         _ => return None,
     })
 }
 
-/// Makes the system call `nr(args)` for the HRT: its return value, or −errno.
-fn syscall(nr: u32, args: [u64; 6]) -> i64 {
-    let [a0, a1, a2, a3, a4, a5] = args;
-    // SAFETY: the proxy makes whatever call its HRT asks for, with its arguments, as the process the
-    // HRT runs merged into; the HRT's pointers are this process's (the merge). A call that corrupts
-    // this process is the HRT program's bug, as it would be in the program itself. (Only `getpid`
-    // is asked for so far.)
-    let r = unsafe { libc::syscall(libc::c_long::from(nr as i32), a0, a1, a2, a3, a4, a5) };
-    if r == -1 {
-        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOSYS))
-    } else {
-        r
-    }
-}
-
-/// The proxy's serve loop: takes each request, makes the call, completes it, until `done` says
-/// stop (looked at whenever the ring is empty) or `deadline`. Returns the calls served.
-fn serve(consumer: &mut Consumer, deadline: Instant, mut done: impl FnMut() -> bool) -> Result<u64, Error> {
-    let mut served = 0u64;
-    let mut idle = 0u32;
-    loop {
-        match consumer.try_take() {
-            Ok(Some(request)) => {
-                let result = syscall(request.nr, request.args);
-                consumer
-                    .try_complete(request.seq, result, 0)
-                    .map_err(|e| Error::failed(format!("forward-test: completing request {}: {e}", request.seq)))?;
-                served += 1;
-                idle = 0;
-            }
-            Ok(None) => {
-                if done() {
-                    return Ok(served);
-                }
-                idle = idle.wrapping_add(1);
-                if idle.is_multiple_of(1024) && Instant::now() >= deadline {
-                    return Err(Error::failed(format!(
-                        "forward-test: no answer from the HRT after {} s ({served} calls served)",
-                        SERVE_TIMEOUT.as_secs()
-                    )));
-                }
-                spin_loop();
-            }
-            Err(e) => return Err(Error::failed(format!("forward-test: taking a request: {e}"))),
+/// `hvm forward-test ...`.
+pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error> {
+    let mode = match &a.mode {
+        Some(name) => {
+            let configured = Mode::configured(port)?;
+            Mode::parse(name, a.spin_us.unwrap_or(configured.spin_us))
+                .ok_or_else(|| Error::usage(format!("unknown mode {name:?} (poll, notify, adaptive)")))?
         }
+        None => Mode::configured(port)?,
+    };
+    match a.kind {
+        ForwardKind::Getpid => getpid(port, a.core, mode, a.calls.unwrap_or(GETPID_CALLS)),
+        ForwardKind::Split => split_test(port, a.core, mode),
+        ForwardKind::Stress => stress(port, version, mode, a.calls),
+        ForwardKind::Corrupt => corrupt(port, version, mode),
     }
 }
 
-/// Between MERGE and UNMERGE: starts function 14 and serves its channel. `(hrt result, served)`.
-fn merged(port: &Port, core: u64, region: &[CacheLine], consumer: &mut Consumer) -> Result<(u64, u64), Error> {
-    let record = CompletionCell::default();
-    let va = region.as_ptr() as u64;
-    let seq = port.invoke(FUNC_FORWARD_GETPID, va, core, 0, Some(std::slice::from_ref(&record)))?;
-    let served = serve(consumer, Instant::now() + SERVE_TIMEOUT, || record.seq.load(Ordering::Acquire) == seq)?;
-    Ok((record.result.load(Ordering::Acquire), served))
+fn check(what: &str, result: u64) -> Result<u64, Error> {
+    match hrt_error(result) {
+        Some(why) => Err(Error::failed(format!("forward-test {what}: the HRT answered {result:#x}: {why}"))),
+        None => Ok(result),
+    }
 }
 
-/// `hvm forward-test [--core N]`: formats a channel of 64 slots in locked memory, MERGE on the
-/// core (0), INVOKE of function 14 with the channel's address, serves the channel until the
-/// invoke's completion record holds the result, UNMERGE (0). Prints
-/// `forward-test ok pid=<getpid> hrt_pid=<result> served=<calls>`; fails unless the HRT's pid is
-/// this process's and it served 1000 calls.
-pub fn test(port: &Port, core: u64) -> Result<(), Error> {
-    let mut region = vec![CacheLine::ZERO; CacheLine::lines_for(SLOTS)];
-    let len = region.len() * layout::CACHE_LINE;
-    let base = region.as_mut_ptr().cast::<u8>();
-    // mlockall (MCL_CURRENT | MCL_FUTURE) already keeps it present; this says so for the region.
-    sys::mlock(base as usize, len)?;
-    // SAFETY: the Vec's buffer is ours, 64-aligned, `len` bytes, and outlives the channel (dropped
-    // at the end of this function, after UNMERGE); nothing else touches it in this process.
-    let channel = unsafe { Channel::init(base, len, SLOTS) }.map_err(|e| Error::failed(format!("forward-test: init: {e}")))?;
-    let mut consumer = channel.consumer().map_err(|e| Error::failed(format!("forward-test: consumer: {e}")))?;
-    let merged_result = merge_one(port, true, core)?;
-    if merged_result != 0 {
-        return Err(Error::failed(format!("forward-test: MERGE on core {core} answered {merged_result:#x}, not 0")));
-    }
-    let outcome = merged(port, core, &region, &mut consumer);
-    // Unmerge whatever happened (queued behind function 14 if it is still running).
-    let unmerged = merge_one(port, false, core);
-    let (hrt_pid, served) = outcome?;
-    let unmerged = unmerged?;
-    drop(region);
-    if unmerged != 0 {
-        return Err(Error::failed(format!("forward-test: UNMERGE on core {core} answered {unmerged:#x}, not 0")));
-    }
-    if let Some(why) = hrt_error(hrt_pid) {
-        return Err(Error::failed(format!("forward-test: function 14 answered {hrt_pid:#x}: {why} ({served} calls served)")));
-    }
+fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
+    let mut proxy = Proxy::start(port, &[core], mode)?;
+    let t0 = Instant::now();
+    let outcome = proxy.run(&[core], FUNC_GETPID, &[calls], TIMEOUT);
+    let secs = t0.elapsed().as_secs_f64();
+    let stats = proxy.stop()?;
+    let hrt_pid = check("getpid", outcome?[0])?;
     let pid = u64::from(std::process::id());
-    if hrt_pid != pid || served != CALLS {
+    if hrt_pid != pid || stats.served[0] != calls {
         return Err(Error::failed(format!(
-            "forward-test: the HRT's pid {hrt_pid} is not this process's {pid}, or {served} calls were served, not {CALLS}"
+            "forward-test getpid: the HRT's pid {hrt_pid} is not this process's {pid}, or {} calls were served, not {calls}",
+            stats.served[0]
         )));
     }
-    out!("forward-test ok pid={pid} hrt_pid={hrt_pid} served={served}");
+    let us = secs * 1e6 / calls as f64;
+    out!(
+        "forward-test getpid ok mode={} pid={pid} hrt_pid={hrt_pid} served={} us_per_call={us:.2} rings={} sleeps={}",
+        mode.name(),
+        stats.served[0],
+        stats.rings,
+        stats.sleeps
+    );
     Ok(())
 }
 
-/// MERGE or UNMERGE on one core: its result.
-fn merge_one(port: &Port, merge: bool, core: u64) -> Result<u64, Error> {
-    let record = CompletionCell::default();
-    let seq = port.merge(merge, core, Some(std::slice::from_ref(&record)))?;
-    let timeout = DEFAULT_INVOKE_TIMEOUT;
-    wait(port, &record, Instant::now() + timeout, |s| s == seq)?.map_err(|seen| no_result(core, timeout, seq, seen))?;
-    Ok(record.result.load(Ordering::Acquire))
+/// The TLS pointer (FS base) of this thread.
+fn fs_base() -> u64 {
+    let mut fs: u64 = 0;
+    // SAFETY: arch_prctl(ARCH_GET_FS) writes one u64 to the address given, which is ours.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
+    fs
+}
+
+/// Runs `entry(arg)` on `core` at CPL3 in this process's address space (HRT function 17), serving
+/// its system calls; the record's outputs.
+fn split(proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
+    let mut stack = vec![0u64; SPLIT_STACK / 8];
+    // Touch every page (calloc'd memory may not be), so the stack needs no page-fault forwarding.
+    for w in stack.iter_mut().step_by(512) {
+        // SAFETY: a write to our own Vec's element.
+        unsafe { std::ptr::write_volatile(w, 1) };
+    }
+    let top = (stack.as_ptr() as u64 + SPLIT_STACK as u64) & !15;
+    let rsp = top - 16 - 8;
+    let slot = ((rsp - stack.as_ptr() as u64) / 8) as usize;
+    stack[slot] = SPLIT_RETURN;
+    let record = Box::new(SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: fs_base(), ..SplitCall::default() });
+    let va = &*record as *const SplitCall as u64;
+    let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
+    // SAFETY: the HRT wrote the record (through its physical window) before completing the invoke,
+    // which `run` waited for with acquire; reading it volatile sees those writes.
+    let out = unsafe { std::ptr::read_volatile(&*record) };
+    drop(stack);
+    if let Some(why) = hrt_error(status) {
+        return Err(Error::failed(format!("split: HRT function 17 answered {status:#x}: {why}")));
+    }
+    Ok(out)
+}
+
+fn expect_ok(what: &str, r: &SplitCall) -> Result<(), Error> {
+    if r.status != SPLIT_OK {
+        return Err(Error::failed(format!(
+            "split {what}: the execution ended with status {:#x} (result {:#x}, {} syscalls, {} page faults)",
+            r.status, r.result, r.syscalls, r.page_faults
+        )));
+    }
+    Ok(())
+}
+
+const HELLO: &[u8] = b"split: hello from a ROS function on the HRT, through a forwarded write()\n";
+
+/// Runs on the HRT: prints through libc's `write`. Returns what `write` returned.
+extern "C" fn split_hello(_arg: u64) -> u64 {
+    // SAFETY: a write of our own static bytes to stdout.
+    unsafe { libc::write(1, HELLO.as_ptr().cast(), HELLO.len()) as u64 }
+}
+
+/// A file job for [`split_files`] and [`split_read`].
+#[repr(C)]
+struct FileJob {
+    path: *const libc::c_char,
+    data: *const u8,
+    len: usize,
+    back: *mut u8,
+}
+
+/// Runs on the HRT: creates the file, writes `data`, seeks back, reads it into `back`, closes.
+/// 0, or the step that failed (1 open, 2 write, 3 lseek, 4 read, 5 close).
+extern "C" fn split_files(job: u64) -> u64 {
+    // SAFETY: `job` is the FileJob the proxy built, alive across the execution; its buffers are
+    // `len` bytes each.
+    unsafe {
+        let job = &*(job as *const FileJob);
+        let fd = libc::open(job.path, libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC, 0o644);
+        if fd < 0 {
+            return 1;
+        }
+        if libc::write(fd, job.data.cast(), job.len) != job.len as isize {
+            return 2;
+        }
+        if libc::lseek(fd, 0, libc::SEEK_SET) != 0 {
+            return 3;
+        }
+        if libc::read(fd, job.back.cast(), job.len) != job.len as isize {
+            return 4;
+        }
+        if libc::close(fd) != 0 {
+            return 5;
+        }
+    }
+    0
+}
+
+/// FNV-1a of `bytes`.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Runs on the HRT: opens the file, reads `len` bytes into `back` (several reads if need be),
+/// closes, and returns the FNV-1a of what it read (computed on the HRT), or u64::MAX.
+extern "C" fn split_read(job: u64) -> u64 {
+    // SAFETY: as in split_files.
+    unsafe {
+        let job = &*(job as *const FileJob);
+        let fd = libc::open(job.path, libc::O_RDONLY);
+        if fd < 0 {
+            return u64::MAX;
+        }
+        let mut got = 0usize;
+        while got < job.len {
+            let n = libc::read(fd, job.back.add(got).cast(), job.len - got);
+            if n <= 0 {
+                libc::close(fd);
+                return u64::MAX;
+            }
+            got += n as usize;
+        }
+        libc::close(fd);
+        fnv(std::slice::from_raw_parts(job.back, job.len))
+    }
+}
+
+/// A touch job: `pages` pages at `base`.
+#[repr(C)]
+struct TouchJob {
+    base: *mut u64,
+    pages: usize,
+}
+
+/// The word [`split_touch`] writes at the start of page `i`.
+fn touch_word(i: usize) -> u64 {
+    0x5eed_0000_0000_0000 | i as u64
+}
+
+/// Runs on the HRT: writes [`touch_word`] into the first word of each page (each write faults on
+/// the HRT the first time: page-fault forwarding), then reads them back. 0, or 1 + the first page
+/// that read back wrong.
+extern "C" fn split_touch(job: u64) -> u64 {
+    // SAFETY: `job` is the TouchJob the proxy built; its pages are a mapping of ours.
+    unsafe {
+        let job = &*(job as *const TouchJob);
+        for i in 0..job.pages {
+            std::ptr::write_volatile(job.base.add(512 * i), touch_word(i));
+        }
+        for i in 0..job.pages {
+            if std::ptr::read_volatile(job.base.add(512 * i)) != touch_word(i) {
+                return 1 + i as u64;
+            }
+        }
+    }
+    0
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn split_test(port: &Port, core: u64, mode: Mode) -> Result<(), Error> {
+    // Mappings made from here on are not populated up front, so the touch test's pages are
+    // untouched until the HRT touches them.
+    sys::mlockall_on_fault()?;
+    let mut proxy = Proxy::start(port, &[core], mode)?;
+    let outcome = split_checks(&mut proxy, core);
+    let stats = proxy.stop()?;
+    outcome?;
+    out!(
+        "forward-test split ok mode={} served={} page_faults={} rings={} sleeps={}",
+        mode.name(),
+        stats.served[0],
+        stats.page_faults,
+        stats.rings,
+        stats.sleeps
+    );
+    Ok(())
+}
+
+fn split_checks(proxy: &mut Proxy<'_>, core: u64) -> Result<(), Error> {
+    // 1. A ROS function prints through a forwarded write().
+    let r = split(proxy, core, split_hello, 0)?;
+    expect_ok("hello", &r)?;
+    if r.result != HELLO.len() as u64 {
+        return Err(Error::failed(format!("split hello: write() returned {:#x}, not {}", r.result, HELLO.len())));
+    }
+    out!("split hello ok syscalls={} result={}", r.syscalls, r.result);
+
+    // 2. open/write/lseek/read/close of a ROS file, buffers in merged memory.
+    let data = pattern(10_000, 7);
+    let mut back = vec![0u8; data.len()];
+    let path = c"/tmp/forward-split-file";
+    let job = FileJob { path: path.as_ptr(), data: data.as_ptr(), len: data.len(), back: back.as_mut_ptr() };
+    let r = split(proxy, core, split_files, &job as *const FileJob as u64)?;
+    expect_ok("files", &r)?;
+    let on_disk = std::fs::read("/tmp/forward-split-file").map_err(|e| Error::failed(format!("split files: reading the file in the ROS: {e}")))?;
+    if r.result != 0 || back != data || on_disk != data {
+        return Err(Error::failed(format!(
+            "split files: step {} failed, or the bytes differ (read back equal: {}, file equal: {})",
+            r.result,
+            back == data,
+            on_disk == data
+        )));
+    }
+    out!("split files ok bytes={} syscalls={}", data.len(), r.syscalls);
+
+    // 3. A 1 MiB read straight into merged memory.
+    let mib = pattern(1 << 20, 11);
+    std::fs::write("/tmp/forward-split-1m", &mib).map_err(|e| Error::failed(format!("split read: writing the file: {e}")))?;
+    let mut buf = vec![0u8; mib.len()];
+    let path = c"/tmp/forward-split-1m";
+    let job = FileJob { path: path.as_ptr(), data: std::ptr::null(), len: buf.len(), back: buf.as_mut_ptr() };
+    let r = split(proxy, core, split_read, &job as *const FileJob as u64)?;
+    expect_ok("read", &r)?;
+    let want = fnv(&mib);
+    if r.result != want || buf != mib {
+        return Err(Error::failed(format!(
+            "split read: the HRT's checksum {:#x} is not {want:#x}, or the buffer differs ({})",
+            r.result,
+            buf == mib
+        )));
+    }
+    out!("split read ok bytes={} checksum={want:#x} syscalls={}", mib.len(), r.syscalls);
+
+    // 4. Never-touched mmap memory, touched on the HRT: page-fault forwarding.
+    let pages = 64usize;
+    // SAFETY: a fresh private anonymous mapping of our own; unmapped below.
+    let base = unsafe {
+        libc::mmap(std::ptr::null_mut(), pages * 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if base == libc::MAP_FAILED {
+        return Err(Error::failed(format!("split touch: mmap: {}", std::io::Error::last_os_error())));
+    }
+    let resident = resident_pages(base, pages);
+    let job = TouchJob { base: base.cast(), pages };
+    let r = split(proxy, core, split_touch, &job as *const TouchJob as u64);
+    let seen: Vec<u64> = (0..pages)
+        // SAFETY: reading the first word of each page of our mapping.
+        .map(|i| unsafe { std::ptr::read_volatile(base.cast::<u64>().add(512 * i)) })
+        .collect();
+    // SAFETY: our own mapping, no longer used (the HRT is done with it: the invoke completed).
+    unsafe { libc::munmap(base, pages * 4096) };
+    let r = r?;
+    expect_ok("touch", &r)?;
+    let good = seen.iter().enumerate().all(|(i, &w)| w == touch_word(i));
+    if r.result != 0 || !good || resident != 0 || r.page_faults < pages as u64 {
+        return Err(Error::failed(format!(
+            "split touch: result {}, ROS sees the HRT's words: {good}, pages resident before: {resident}, page faults forwarded: {} (want >= {pages})",
+            r.result, r.page_faults
+        )));
+    }
+    out!("split touch ok pages={pages} resident_before=0 page_faults={}", r.page_faults);
+    Ok(())
+}
+
+/// How many of `pages` pages at `base` are resident (mincore).
+fn resident_pages(base: *mut libc::c_void, pages: usize) -> usize {
+    let mut vec = vec![0u8; pages];
+    // SAFETY: mincore writes one byte per page into `vec`, which has `pages` bytes.
+    if unsafe { libc::mincore(base, pages * 4096, vec.as_mut_ptr()) } != 0 {
+        return usize::MAX;
+    }
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>) -> Result<(), Error> {
+    let cores: Vec<u64> = (0..version.hrt_cores).collect();
+    let total = calls.unwrap_or(if mode.mode == layout::MODE_POLL { STRESS_CALLS_POLL } else { STRESS_CALLS_SLEEPING });
+    let per_core = total.div_ceil(cores.len().max(1) as u64);
+    // SAFETY: memfd_create with a static name; the fd is closed below.
+    let fd = unsafe { libc::memfd_create(c"forward-stress".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(Error::failed(format!("stress: memfd_create: {}", std::io::Error::last_os_error())));
+    }
+    let mut proxy = Proxy::start(port, &cores, mode)?;
+    let args: Vec<u64> = cores.iter().map(|_| ((fd as u64) << 32) | per_core).collect();
+    let t0 = Instant::now();
+    let outcome = proxy.run(&cores, FUNC_STRESS, &args, TIMEOUT);
+    let secs = t0.elapsed().as_secs_f64();
+    let stats = proxy.stop()?;
+    // SAFETY: our own fd.
+    unsafe { libc::close(fd) };
+    let results = outcome?;
+    for (core, &r) in cores.iter().zip(&results) {
+        check(&format!("stress core {core}"), r)?;
+        if r != per_core {
+            return Err(Error::failed(format!("stress: core {core} answered {r}, not {per_core}")));
+        }
+    }
+    if stats.served.iter().any(|&s| s != per_core) || stats.failed.iter().any(Option::is_some) {
+        return Err(Error::failed(format!("stress: served {:?}, want {per_core} each; failures {:?}", stats.served, stats.failed)));
+    }
+    let all: u64 = stats.served.iter().sum();
+    out!(
+        "forward-test stress ok mode={} cores={} calls={all} served={:?} seconds={secs:.2} calls_per_s={:.0} rings={} sleeps={}",
+        mode.name(),
+        cores.len(),
+        stats.served,
+        all as f64 / secs,
+        stats.rings,
+        stats.sleeps
+    );
+    Ok(())
+}
+
+fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
+    let cores: Vec<u64> = (0..version.hrt_cores.min(2)).collect();
+    // The HRT corrupts core 0's channel; the proxy must see it and keep serving the others.
+    let mut proxy = Proxy::start(port, &cores, mode)?;
+    let r = proxy.run(&[0], FUNC_CORRUPT, &[0], TIMEOUT)?[0];
+    check("corrupt (HRT side)", r)?;
+    if proxy.stats.failed.first().is_some_and(Option::is_none) {
+        // Not seen while the invoke ran: give the proxy a few more looks.
+        proxy.serve(Instant::now() + Duration::from_secs(5), || false);
+    }
+    let failed = proxy.stats.failed.first().cloned().flatten();
+    let other = if cores.len() > 1 { Some(check("getpid on core 1", proxy.run(&[1], FUNC_GETPID, &[100], TIMEOUT)?[0])?) } else { None };
+    let stats = proxy.stop()?;
+    let Some(why) = failed else {
+        return Err(Error::failed("corrupt: the proxy did not detect the HRT's corrupt request"));
+    };
+    out!("corrupt-test hrt-side detected=yes core=0 why=\"{why}\" other_core_pid={}", other.map_or("-".into(), |p| p.to_string()));
+    if stats.served.get(1).is_some_and(|&s| s != 100) {
+        return Err(Error::failed(format!("corrupt: core 1 got {:?} calls served, not 100", stats.served.get(1))));
+    }
+
+    // The proxy corrupts the response to core 0's next request; the HRT must see it.
+    let mut proxy = Proxy::start(port, &cores, mode)?;
+    proxy.suspend(0);
+    let va = proxy.channel_va(0).ok_or_else(|| Error::failed("corrupt: no channel"))?;
+    let response_1 = va + (layout::responses_offset(64) + layout::CACHE_LINE + layout::RECORD_SEQ) as u64;
+    // SAFETY: the word lies in channel 0's region, which the proxy owns and no longer serves;
+    // an atomic store, as every access to the region is.
+    unsafe { AtomicU64::from_ptr(response_1 as *mut u64) }.store(999, Ordering::Release);
+    let r = proxy.run(&[0], FUNC_GETPID, &[1], TIMEOUT)?[0];
+    let echo = proxy.call_quiet(0, FUNC_ECHO, 0x1234)?;
+    proxy.stop()?;
+    if r != FORWARD_CORRUPT || echo != 0x1234 {
+        return Err(Error::failed(format!("corrupt: the HRT answered {r:#x} (want {FORWARD_CORRUPT:#x}: corrupt) and echo {echo:#x}")));
+    }
+    out!("corrupt-test ros-side detected=yes core=0 hrt_alive=yes");
+    out!("forward-test corrupt ok mode={}", mode.name());
+    Ok(())
 }

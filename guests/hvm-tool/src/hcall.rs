@@ -1,14 +1,15 @@
 //! Port access and the hypercalls, as safe calls on a [`Port`] (the proof that `ioperm` succeeded).
 
 use hvm_abi::client::{self, Ret};
-use hvm_abi::{HcallError, HvmInfo, Op, ABI_VERSION, HYPERCALL_PORT};
+use hvm_abi::{HcallError, HvmInfo, Op, ABI_VERSION, HRT_DOORBELL_PORT, HYPERCALL_PORT};
 
 use crate::invoke::CompletionCell;
 use crate::{sys, Error};
 
 /// An unclaimed port for `bench exit`: duet drops writes to ports no device claims. Outside
-/// 0xe4..=0xe7, the four ports of the hypercall's `out 0xe4, eax`.
-pub const BENCH_PORT: u16 = 0xe8;
+/// 0xe4..=0xe7, the four ports of the hypercall's `out 0xe4, eax`, and 0xe8..=0xeb, the HRT
+/// doorbell's.
+pub const BENCH_PORT: u16 = 0xe0;
 
 /// What VERSION answered.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,7 @@ impl Port {
     /// Takes port access (`ioperm`) and locks memory (`mlockall`).
     pub fn open(bench_port: bool) -> Result<Port, Error> {
         sys::ioperm(HYPERCALL_PORT, 4)?;
+        sys::ioperm(HRT_DOORBELL_PORT, 4)?;
         if bench_port {
             sys::ioperm(BENCH_PORT, 1)?;
         }
@@ -124,6 +126,16 @@ impl Port {
         // only what an invoke names).
         let r = unsafe { client::hypercall(op, [core, 0, 0, 0, rdi]) }.map_err(|e| failure(op, e))?;
         Ok(r.rbx)
+    }
+
+    /// Rings the HRT doorbell of `core` (docs/hypercalls.md §7): a 4-byte `out` to
+    /// [`HRT_DOORBELL_PORT`]; duet raises the wake-up vector on that core without an exit to the
+    /// VMM. Another value is ignored.
+    pub fn ring_hrt(&self, core: u32) {
+        // SAFETY: `open` got ioperm for the doorbell's four ports; the write touches no memory.
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") HRT_DOORBELL_PORT, in("eax") core, options(nomem, nostack, preserves_flags));
+        }
     }
 
     /// One `out` to [`BENCH_PORT`]: a plain user-space VM exit that no device handles.

@@ -30,6 +30,7 @@ mod lifecycle;
 mod merge;
 mod misc;
 mod probe;
+mod proxy;
 mod stats;
 mod sys;
 
@@ -118,6 +119,6 @@ fn run(args: &[String]) -> Result<(), Error> {
         Cmd::Bench(b) => bench::run(&port, &b),
         Cmd::Merge { merge, target } => merge::run(&port, &version, merge, target),
         Cmd::MergeTest { core } => merge::test(&port, core),
-        Cmd::ForwardTest { core } => forward::test(&port, core),
+        Cmd::Forward(a) => forward::run(&port, &version, &a),
     }
 }
