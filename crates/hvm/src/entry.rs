@@ -8,7 +8,7 @@ use boot::entry::{
     CR4_OSFXSR, CR4_OSXMMEXCPT, CR4_PAE, CR4_PGE, DATA_SELECTOR, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, TSS_SELECTOR,
 };
 use boot::multiboot2::{self, Mb2BootSpec, Mb2Error, ModuleSource};
-use hvm_abi::{HvmHeaderTag, HvmInfo, MemRange, MAX_CORES, MB2_BOOTLOADER_MAGIC};
+use hvm_abi::{ForwardMode, HvmHeaderTag, HvmInfo, MemRange, MAX_CORES, MB2_BOOTLOADER_MAGIC};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::layout::{PartitionLayout, ACPI_OFFSET, COMM_OFFSET, PAGE_TABLES_OFFSET, VMM_AREA_END};
@@ -57,6 +57,10 @@ pub struct HrtBootSpec<'a> {
     pub ros_apic_ids: &'a [u32],
     /// TSC frequency in kHz, or 0.
     pub tsc_khz: u64,
+    /// The configured forwarding mode (told in [`HvmInfo::forward_mode`]).
+    pub forward: ForwardMode,
+    /// Adaptive forwarding's spin bound in microseconds ([`HvmInfo::forward_spin_us`]).
+    pub forward_spin_us: u32,
 }
 
 /// A booted (loaded, not yet running) HRT.
@@ -96,6 +100,8 @@ pub fn hvm_info(spec: &HrtBootSpec<'_>, tag: Option<&HvmHeaderTag>) -> Result<Hv
         comm_page: layout.comm_page(),
         kernel_vbase: tag.map_or(0, |t| t.kernel_vbase),
         phys_map_base: tag.map_or(0, |t| t.phys_map_base),
+        forward_mode: spec.forward as u32,
+        forward_spin_us: spec.forward_spin_us,
         ..HvmInfo::default()
     };
     for (i, range) in layout.ros_ram.iter().take(2).enumerate() {

@@ -63,6 +63,8 @@ fn spec<'a>(kernel: &'a [u8], layout: &'a PartitionLayout) -> HrtBootSpec<'a> {
         hrt_apic_ids: &[1, 2],
         ros_apic_ids: &[0],
         tsc_khz: 2_000_000,
+        forward: ForwardMode::Adaptive,
+        forward_spin_us: 250,
     }
 }
 
@@ -110,6 +112,9 @@ fn the_64_bit_entry_starts_every_core_in_the_partition() {
     assert_eq!(info.hrt_ram, MemRange { base, len: 32 << 20 });
     assert_eq!(info.ros_ram[0], MemRange { base: 0, len: 64 << 20 });
     assert_eq!(&info.hrt_apic_ids[..3], &[1, 2, 0]);
+    // The forwarding mode and the doorbell ports travel in the tag.
+    assert_eq!(info.forward(), Some(ForwardMode::Adaptive));
+    assert_eq!((info.forward_spin_us, info.hrt_doorbell_port, info.ros_doorbell_port), (250, 0xe8, 0xec));
     // The HRT's own ACPI tables, in its partition.
     let mut sig = [0u8; 8];
     mem.read_slice(&mut sig, GuestAddress(base + crate::layout::ACPI_OFFSET)).expect("read");

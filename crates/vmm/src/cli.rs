@@ -181,6 +181,15 @@ fn check(path: &std::path::Path, overrides: &OverrideArgs) -> ExitCode {
                     println!("  hrt module: {} ({} bytes) \"{}\"", m.path.display(), m.data.len(), m.string);
                 }
                 println!("  hrt cmdline: {}", hrt.cmdline);
+                match hrt.forward {
+                    hvm::abi::ForwardMode::Adaptive => {
+                        println!(
+                            "  hrt forwarding: adaptive (spin {} us, then sleep on the doorbells)",
+                            hrt.forward_spin_us
+                        )
+                    }
+                    mode => println!("  hrt forwarding: {}", mode.name()),
+                }
             }
             println!("  host: {flavor}; PVM workarounds {}", if plan.platform.workarounds { "on" } else { "off" });
             ExitCode::SUCCESS

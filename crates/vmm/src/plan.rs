@@ -59,6 +59,10 @@ pub struct HrtPlan {
     pub vcpus: u8,
     /// When it boots.
     pub boot: config::HrtBoot,
+    /// How forwarding channels wait (`hrt.forward`), as the HVM information tells it.
+    pub forward: hvm::abi::ForwardMode,
+    /// Adaptive forwarding's spin bound in microseconds (`hrt.forward_spin_us`).
+    pub forward_spin_us: u32,
     /// The partition layout.
     pub layout: hvm::layout::PartitionLayout,
 }
@@ -91,6 +95,15 @@ pub struct Plan {
     pub modules: Vec<Module>,
     /// The HRT, when this is a partitioned VM (then `kind` is the ROS's Linux).
     pub hrt: Option<HrtPlan>,
+}
+
+/// The ABI's number for the configured forwarding mode.
+fn forward_mode(mode: config::ForwardMode) -> hvm::abi::ForwardMode {
+    match mode {
+        config::ForwardMode::Poll => hvm::abi::ForwardMode::Poll,
+        config::ForwardMode::Notify => hvm::abi::ForwardMode::Notify,
+        config::ForwardMode::Adaptive => hvm::abi::ForwardMode::Adaptive,
+    }
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, VmmError> {
@@ -126,6 +139,8 @@ pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
                 cmdline: single.cmdline,
                 vcpus: single.vcpus,
                 boot: hrt.boot,
+                forward: forward_mode(hrt.forward),
+                forward_spin_us: hrt.forward_spin_us,
                 layout,
             });
             Ok(plan)

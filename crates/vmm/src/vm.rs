@@ -166,6 +166,8 @@ impl Vm {
                 let sink = sink.map_err(VmmError::io("sharing the console with the HRT"))?;
                 Some(crate::partitioned::build(crate::partitioned::BuildArgs {
                     kvm: &kvm,
+                    ros_vm: &vm,
+                    ros_bus: &mut bus,
                     plan: hrt_plan,
                     mem: all,
                     ros_vcpus: &vcpus,
@@ -230,6 +232,9 @@ impl Vm {
             }
             let h = hvm.clone();
             started.push(spawn("duet-hrt-sup".into(), Box::new(move || crate::partitioned::run_supervisor(h))));
+            if let Some(relay) = hrt.doorbells.relay.take() {
+                started.push(spawn("duet-doorbell".into(), Box::new(move || relay.run())));
+            }
             for s in started {
                 match s {
                     Ok(h) => handles.push(h),

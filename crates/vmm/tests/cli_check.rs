@@ -157,6 +157,12 @@ fn partitioned_vms_check_their_hrt_against_its_partition() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("hrt: 2 vCPU(s), 64 MiB at 0x2000000..0x6000000 (partitioned VM; boots on request)"), "{stdout}");
     assert!(stdout.contains("64-bit HVM entry"), "{stdout}");
+    assert!(stdout.contains("hrt forwarding: poll"), "the default mode: {stdout}");
+    let (code, stdout, stderr) =
+        c.duet(&["check"], &format!("{config}forward = \"adaptive\"\nforward_spin_us = 250\n"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hrt forwarding: adaptive (spin 250 us"), "{stdout}");
+    c.refuses(&format!("{config}forward = \"sometimes\"\n"), &["vm.toml:9", "hrt.forward", "`notify`"]);
     // Sizes that cannot be laid out.
     c.refuses("[ros]\nkernel = \"vmlinux\"\n[hrt]\nkernel = \"low.elf\"\nmemory = \"16M\"\nvcpus = 65\n", &["hrt.vcpus", "65"]);
 }

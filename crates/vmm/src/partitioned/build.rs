@@ -1,6 +1,7 @@
 //! Building the HRT's side of a partitioned VM: its KVM VM (all of guest memory, its own LAPICs), its
 //! vCPUs (APIC IDs after the ROS's), its port-I/O bus (a serial port writing whole lines to the same
-//! console, the debug port, the hypercall port), and aligned TSCs across both KVM VMs.
+//! console, the debug port, the hypercall port), aligned TSCs across both KVM VMs, and the doorbells
+//! between the two (`doorbell.rs`).
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
@@ -13,9 +14,10 @@ use devices::serial::{SerialPort, COM1_PORT, SERIAL_PORTS};
 use devices::stop::StopSignal;
 use devices::EventFdTrigger;
 use kvm_bindings::{kvm_device_attr, CpuId, KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET};
-use kvm_ioctls::{Kvm, VcpuFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
+use super::doorbell::{self, Doorbells, WireArgs};
 use super::{HrtDebugPort, HrtVcpu, Hvm, HvmParts};
 use crate::error::VmmError;
 use crate::plan::HrtPlan;
@@ -28,12 +30,18 @@ pub struct Partitioned {
     pub hvm: Arc<Hvm>,
     /// The HRT's vCPUs, by core index.
     pub vcpus: Vec<HrtVcpu>,
+    /// The doorbells (their relay thread is started by [`crate::Vm::run`]).
+    pub doorbells: Doorbells,
 }
 
 /// What [`build`] needs from the VM being built.
 pub struct BuildArgs<'a> {
     /// /dev/kvm.
     pub kvm: &'a Kvm,
+    /// The ROS's KVM VM (the HRT doorbells' ioeventfds, the doorbell UART's irqfd).
+    pub ros_vm: &'a VmFd,
+    /// The ROS's port bus (gets the doorbell UART at COM2).
+    pub ros_bus: &'a mut PioBus,
     /// The HRT's plan.
     pub plan: HrtPlan,
     /// All guest memory.
@@ -102,6 +110,16 @@ pub fn build(a: BuildArgs<'_>) -> Result<Partitioned, VmmError> {
     }
     align_tsc(a.ros_vcpus.iter().chain(fds.iter()));
 
+    let mut bus = PioBus::new();
+    let hrt_apic_ids: Vec<u32> = (0..hrt_cores).map(|core| ros_cores + core).collect();
+    let doorbells = doorbell::wire(WireArgs {
+        ros_vm: a.ros_vm,
+        hrt_vm: &vm,
+        hrt_apic_ids: &hrt_apic_ids,
+        ros_bus: a.ros_bus,
+        hrt_bus: &mut bus,
+        stopping: a.stopping.clone(),
+    })?;
     let hvm = Hvm::new(HvmParts {
         plan: a.plan,
         mem: a.mem,
@@ -114,7 +132,6 @@ pub fn build(a: BuildArgs<'_>) -> Result<Partitioned, VmmError> {
     let sink = a.sink.try_clone().map_err(VmmError::io("sharing the console with the HRT"))?;
     let irq = EventFdTrigger::new().map_err(VmmError::io("creating the HRT serial's (unused) interrupt eventfd"))?;
     let serial = SerialPort::new(irq, std::io::LineWriter::new(sink));
-    let mut bus = PioBus::new();
     bus.insert(COM1_PORT, SERIAL_PORTS, Arc::new(Mutex::new(serial)))?;
     bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(HrtDebugPort::new(&hvm, a.marks))))?;
     let bus = Arc::new(bus);
@@ -124,5 +141,5 @@ pub fn build(a: BuildArgs<'_>) -> Result<Partitioned, VmmError> {
         .enumerate()
         .map(|(core, (fd, lapic))| HrtVcpu { fd, core: core as u32, lapic, bus: bus.clone() })
         .collect();
-    Ok(Partitioned { hvm, vcpus })
+    Ok(Partitioned { hvm, vcpus, doorbells })
 }

@@ -11,7 +11,7 @@ use boot::multiboot2::ModuleSource;
 use boot::BootEntry;
 use devices::bus::PioBus;
 use hvm::abi::{HrtFault, HrtState, HYPERCALL_PORT};
-use hvm::entry::{boot_hrt, HrtBootSpec};
+use hvm::entry::boot_hrt;
 use hvm::Partition;
 use kvm_bindings::{kvm_lapic_state, kvm_mp_state, kvm_vcpu_events, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -200,16 +200,12 @@ pub fn run_supervisor(hvm: Arc<Hvm>) {
             Request::Boot => {
                 let modules: Vec<ModuleSource<'_>> =
                     image.modules.iter().map(|m| ModuleSource { data: &m.data, string: &m.string }).collect();
-                let spec = HrtBootSpec {
-                    kernel: &image.kernel,
-                    cmdline: &image.cmdline,
-                    modules: &modules,
-                    layout: &hvm.layout,
-                    hrt_apic_ids: &hvm.hrt_apic_ids,
-                    ros_apic_ids: &hvm.ros_apic_ids,
-                    tsc_khz: hvm.tsc_khz,
-                };
-                Some(boot_hrt(&hvm.mem, &spec))
+                let booted = boot_hrt(&hvm.mem, &hvm.boot_spec(&image.kernel, &image.cmdline, &modules));
+                if let Ok(b) = &booted {
+                    // Before the cores run: the doorbells ring this image's wake vector.
+                    hvm.route_doorbells(b.info.wake_vector);
+                }
+                Some(booted)
             }
         };
         let mut ctl = hvm.ctl();

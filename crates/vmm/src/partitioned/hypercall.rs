@@ -187,16 +187,7 @@ impl Hvm {
             return info;
         }
         // Not booted yet: describe the partitions all the same.
-        let spec = hvm::entry::HrtBootSpec {
-            kernel: &[],
-            cmdline: "",
-            modules: &[],
-            layout: &self.layout,
-            hrt_apic_ids: &self.hrt_apic_ids,
-            ros_apic_ids: &self.ros_apic_ids,
-            tsc_khz: self.tsc_khz,
-        };
-        hvm::entry::hvm_info(&spec, None).unwrap_or_default()
+        hvm::entry::hvm_info(&self.boot_spec(&[], "", &[]), None).unwrap_or_default()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -256,7 +247,7 @@ impl Hvm {
             self.mem.store(seq, GuestAddress(at + slot::SEQ), Ordering::Release).map_err(|_| HcallError::BadState)?;
             if wake_vector != 0 {
                 let msi = kvm_msi {
-                    address_lo: 0xfee0_0000 | (self.hrt_apic_id(c) << 12),
+                    address_lo: super::msi_address(self.hrt_apic_id(c)),
                     address_hi: 0,
                     data: wake_vector,
                     ..Default::default()

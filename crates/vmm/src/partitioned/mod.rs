@@ -2,9 +2,11 @@
 //! only the ROS's RAM; the HRT's maps all of it (the same host memory), so isolation is enforced by
 //! second-level paging, and ROS IPIs and device interrupts cannot reach HRT cores (they are not in the
 //! ROS's VM). This module holds what both sides share: the HRT's lifecycle, the event queues, and the
-//! hypercall handlers (`hypercall.rs`); `hrt.rs` runs the HRT's vCPU threads and its supervisor.
+//! hypercall handlers (`hypercall.rs`); `hrt.rs` runs the HRT's vCPU threads and its supervisor, and
+//! `doorbell.rs` wires the doorbells (ROS → HRT core in the kernel, HRT core → ROS through a UART).
 
 mod build;
+mod doorbell;
 mod hrt;
 mod hypercall;
 mod port;
@@ -16,12 +18,13 @@ use std::time::Duration;
 
 use boot::BootEntry;
 use devices::stop::StopSignal;
-use hvm::abi::{HrtFault, HrtState, HvmInfo, EVENT_HRT_EXIT, EVENT_HRT_FAULT, EVENT_QUEUE_DEPTH};
+use hvm::abi::{ForwardMode, HrtFault, HrtState, HvmInfo, EVENT_HRT_EXIT, EVENT_HRT_FAULT, EVENT_QUEUE_DEPTH};
 use hvm::layout::PartitionLayout;
 use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 
 pub use build::{build, BuildArgs, Partitioned};
+pub use doorbell::{DoorbellRelay, Doorbells, DOORBELL_GSI_BASE};
 pub use hrt::{run_hrt_vcpu, run_supervisor, HrtVcpu};
 pub use port::HrtDebugPort;
 
@@ -31,6 +34,12 @@ use crate::plan::{HrtPlan, Module};
 const WAIT_TICK: Duration = Duration::from_millis(20);
 /// ROS accesses to HRT memory logged one by one before the log goes quiet.
 const DENIED_LOG_LIMIT: u64 = 16;
+
+/// The MSI address that delivers to LAPIC `apic_id` (physical destination mode); with the HRT's wake
+/// vector as data, the message an invoke and an HRT doorbell send.
+fn msi_address(apic_id: u32) -> u32 {
+    0xfee0_0000 | (apic_id << 12)
+}
 
 /// The HRT image to boot (replaceable by hypercall).
 #[derive(Debug, Clone)]
@@ -85,6 +94,8 @@ pub struct Hvm {
     hrt_apic_ids: Vec<u32>,
     ros_apic_ids: Vec<u32>,
     tsc_khz: u64,
+    forward: ForwardMode,
+    forward_spin_us: u32,
     hrt_vm: VmFd,
     ctl: Mutex<HrtCtl>,
     cv: Condvar,
@@ -137,6 +148,8 @@ impl Hvm {
             hrt_apic_ids: (0..hrt_cores).map(|i| p.ros_cores + i).collect(),
             ros_apic_ids: (0..p.ros_cores).collect(),
             tsc_khz: p.tsc_khz,
+            forward: p.plan.forward,
+            forward_spin_us: p.plan.forward_spin_us,
             hrt_vm: p.hrt_vm,
             ctl: Mutex::new(HrtCtl {
                 state: HrtState::NotBooted,
@@ -169,6 +182,26 @@ impl Hvm {
     /// HRT cores.
     pub fn hrt_cores(&self) -> u32 {
         self.hrt_apic_ids.len() as u32
+    }
+
+    /// The HRT's boot description: `kernel`'s image with the VM's partitions and forwarding mode.
+    fn boot_spec<'a>(
+        &'a self,
+        kernel: &'a [u8],
+        cmdline: &'a str,
+        modules: &'a [boot::multiboot2::ModuleSource<'a>],
+    ) -> hvm::entry::HrtBootSpec<'a> {
+        hvm::entry::HrtBootSpec {
+            kernel,
+            cmdline,
+            modules,
+            layout: &self.layout,
+            hrt_apic_ids: &self.hrt_apic_ids,
+            ros_apic_ids: &self.ros_apic_ids,
+            tsc_khz: self.tsc_khz,
+            forward: self.forward,
+            forward_spin_us: self.forward_spin_us,
+        }
     }
 
     /// APIC ID of HRT core `core` (its KVM vCPU id).
