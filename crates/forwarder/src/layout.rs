@@ -73,6 +73,15 @@ pub const PSEUDO_BASE: u32 = 0x8000_0000;
 /// for a write access). The proxy makes the page present in its own page tables
 /// (`madvise(MADV_POPULATE_READ / _WRITE)`) and answers 0 or −errno.
 pub const PSEUDO_PAGE_FAULT: u32 = PSEUDO_BASE + 1;
+/// Pseudo-call: answers [`echo_answer`]`(args[0], args[1])` without a system call: a check of the
+/// channel and the proxy alone (the stress test; on hosts where the ROS's system calls are slow).
+pub const PSEUDO_ECHO: u32 = PSEUDO_BASE + 2;
+
+/// What the proxy answers to [`PSEUDO_ECHO`]: a value that depends on both arguments, so an answer
+/// to another request cannot pass for this one's.
+pub const fn echo_answer(a0: u64, a1: u64) -> u64 {
+    a0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ a1.rotate_left(29)
+}
 
 /// The record of a split execution (docs/forwarding.md "Split execution"): a ROS function run at
 /// CPL3 on an HRT core, in the merged address space, whose system calls are forwarded. 64 bytes,
@@ -241,6 +250,9 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"duet-fwd");
         assert_eq!(MAGIC, 0x6477_662d_7465_7564, "docs/forwarding.md quotes this value");
         assert_eq!((HEADER_MODE, HEADER_SPIN_US), (16, 20));
+        assert_eq!((PSEUDO_PAGE_FAULT, PSEUDO_ECHO), (0x8000_0001, 0x8000_0002));
+        assert_ne!(echo_answer(1, 2), echo_answer(2, 1));
+        assert_ne!(echo_answer(1, 2), echo_answer(1, 3));
         assert_eq!(core::mem::size_of::<SplitCall>(), 64);
         assert_eq!(core::mem::offset_of!(SplitCall, status), 40);
     }

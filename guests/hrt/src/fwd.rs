@@ -37,8 +37,10 @@ pub const FORWARD_CALL_FAILED: u64 = u64::MAX - 4;
 pub const FORWARD_RESULTS_DIFFER: u64 = u64::MAX - 5;
 /// ... no channel is attached on this core.
 pub const FORWARD_NO_CHANNEL: u64 = u64::MAX - 6;
-/// ... the proxy found the channel corrupt, or the HRT did (a corrupt response).
+/// ... the proxy found the channel corrupt, or the HRT did (a corrupt response) ...
 pub const FORWARD_CORRUPT: u64 = u64::MAX - 7;
+/// ... or the merged process's memory went away under the call (a ring-0 page fault, abandoned).
+pub const FORWARD_GONE: u64 = u64::MAX - 8;
 
 /// Why [`forward`] failed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -232,15 +234,21 @@ pub fn getpid(core: u32, n: u64) -> u64 {
     pid.unwrap_or(FORWARD_CALL_FAILED)
 }
 
-/// Function 18, stress: `arg` = fd << 32 | n. Forwards `lseek(fd, off, SEEK_SET)` `n` times with
-/// a different offset each time (core << 40 | i), each of which must come back as the answer.
-/// Returns `n`.
+/// Function 18, stress: `arg` = (fd + 1) << 32 | n. Forwards `n` calls, each with its own
+/// number (core << 40 | i) and each answer checked: `lseek(fd, number, SEEK_SET)`, which answers
+/// the number, or with fd + 1 = 0 the echo pseudo-call ([`layout::PSEUDO_ECHO`]), which answers
+/// `echo_answer(number, core)`. Returns `n`.
 pub fn stress(core: u32, arg: u64) -> u64 {
-    let (fd, n) = (arg >> 32, arg & 0xffff_ffff);
+    let (fd1, n) = (arg >> 32, arg & 0xffff_ffff);
     for i in 1..=n {
-        let off = (u64::from(core) << 40) | i;
-        match forward(core, SYS_LSEEK, [fd, off, 0, 0, 0, 0]) {
-            Ok(r) if r as u64 == off => {}
+        let number = (u64::from(core) << 40) | i;
+        let (nr, args, want) = if fd1 == 0 {
+            (layout::PSEUDO_ECHO, [number, u64::from(core), 0, 0, 0, 0], layout::echo_answer(number, u64::from(core)))
+        } else {
+            (SYS_LSEEK, [fd1 - 1, number, 0, 0, 0, 0], number)
+        };
+        match forward(core, nr, args) {
+            Ok(r) if r as u64 == want => {}
             Ok(_) => return FORWARD_RESULTS_DIFFER,
             Err(e) => return code(e),
         }

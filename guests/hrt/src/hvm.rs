@@ -258,7 +258,15 @@ fn serve(core: u32) -> ! {
         fence(Ordering::Acquire);
         let (func, arg) = (read(slot::FUNC), read(slot::ARG));
         let (completion, flags) = (read(slot::COMPLETION), read(slot::FLAGS));
-        let result = invoke(core, func, arg);
+        let result = if (14..=19).contains(&func) {
+            // Functions that touch a merged process's memory: survive its going away.
+            user::guarded(core, &mut || invoke(core, func, arg)).unwrap_or_else(|| {
+                fwd::detach(core);
+                fwd::FORWARD_GONE
+            })
+        } else {
+            invoke(core, func, arg)
+        };
         write(slot::RESULT, result);
         fence(Ordering::Release);
         write(slot::DONE, seq);

@@ -117,6 +117,9 @@ extern "C" fn hrt_trap(frame: *mut crate::user::TrapFrame) {
         crate::user::trap(f);
         return;
     }
+    if crate::user::kernel_fault(f) {
+        return;
+    }
     exception(core::ptr::addr_of!(f.vector))
 }
 

@@ -115,6 +115,10 @@ struct CoreBlock {
     last_fault: u64,
     refaults: u32,
     _pad: u32,
+    /// [`guarded`]'s resume point: rbx, rbp, r12-r15, RSP after its return, its return address.
+    guard: [u64; 8],
+    /// Whether [`guarded`] is running a function on this core.
+    guard_active: u64,
 }
 
 #[repr(C, align(64))]
@@ -135,6 +139,8 @@ const EMPTY_BLOCK: CoreBlock = CoreBlock {
     last_fault: 0,
     refaults: 0,
     _pad: 0,
+    guard: [0; 8],
+    guard_active: 0,
 };
 
 static mut TRAP_STACKS: [TrapStack; CORES] = [const { TrapStack { stack: [0; TRAP_STACK], block: EMPTY_BLOCK } }; CORES];
@@ -162,6 +168,8 @@ extern "C" {
     static hrt_syscall_entry: u8;
     fn hrt_enter_user(block: *mut CoreBlock, entry: u64, arg: u64, stack: u64) -> u64;
     fn hrt_leave_user(block: *mut CoreBlock) -> !;
+    fn hrt_guarded(buf: *mut [u64; 8], tramp: extern "C" fn(*mut u8) -> u64, ctx: *mut u8) -> u64;
+    static hrt_guard_fault: u8;
 }
 
 // `syscall` from CPL3 (hardware KVM): RCX = user RIP, R11 = user RFLAGS, RSP = user RSP, IF off
@@ -222,6 +230,38 @@ hrt_enter_user:
     xor %r14d, %r14d
     xor %r15d, %r15d
     iretq
+
+    .balign 16, 0x90
+    .global hrt_guarded
+hrt_guarded:
+    mov %rbx, 0(%rdi)
+    mov %rbp, 8(%rdi)
+    mov %r12, 16(%rdi)
+    mov %r13, 24(%rdi)
+    mov %r14, 32(%rdi)
+    mov %r15, 40(%rdi)
+    lea 8(%rsp), %rax
+    mov %rax, 48(%rdi)
+    mov (%rsp), %rax
+    mov %rax, 56(%rdi)
+    sub $8, %rsp
+    mov %rdx, %rdi
+    call *%rsi
+    add $8, %rsp
+    ret
+
+    .balign 16, 0x90
+    .global hrt_guard_fault
+hrt_guard_fault:
+    mov 0(%rdi), %rbx
+    mov 8(%rdi), %rbp
+    mov 16(%rdi), %r12
+    mov 24(%rdi), %r13
+    mov 32(%rdi), %r14
+    mov 40(%rdi), %r15
+    mov 48(%rdi), %rsp
+    mov $-1, %rax
+    jmp *56(%rdi)
 
     .balign 16, 0x90
     .global hrt_leave_user
@@ -434,4 +474,55 @@ fn page_fault(b: *mut CoreBlock, frame: &mut TrapFrame, addr: u64) {
         Ok(0) => unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) },
         _ => leave(b, SPLIT_SEGFAULT, addr),
     }
+}
+
+/// Runs `f` on this core so that a ring-0 page fault in the lower half while it runs (the merged
+/// process went away under a channel or a split execution: its memory is gone) abandons `f`
+/// instead of killing the HRT: returns `None` then. Interrupts stay as they are.
+pub fn guarded(core: u32, f: &mut dyn FnMut() -> u64) -> Option<u64> {
+    extern "C" fn tramp(ctx: *mut u8) -> u64 {
+        let f = unsafe { &mut **(ctx as *mut &mut dyn FnMut() -> u64) };
+        f()
+    }
+    let core = core as usize;
+    if core >= CORES {
+        return Some(f());
+    }
+    let b = block(core);
+    let mut f = f;
+    unsafe {
+        (*b).guard_active = 1;
+        let r = hrt_guarded(addr_of_mut!((*b).guard), tramp, (&mut f as *mut &mut dyn FnMut() -> u64).cast());
+        let faulted = (*b).guard_active == 0;
+        (*b).guard_active = 0;
+        (!faulted).then_some(r)
+    }
+}
+
+/// A page fault in ring 0 (idt.rs): if it is in the lower half and [`guarded`] runs on this core,
+/// resume there (and return true); else false (the fault is fatal).
+pub fn kernel_fault(frame: &mut TrapFrame) -> bool {
+    let addr = cr2();
+    if frame.vector != 14 || addr >= 1 << 47 {
+        return false;
+    }
+    let b = rdmsr(MSR_KERNEL_GS_BASE) as *mut CoreBlock;
+    let core = (0..CORES).find(|&c| block(c) == b);
+    let Some(core) = core else { return false };
+    unsafe {
+        if (*b).guard_active == 0 {
+            return false;
+        }
+        (*b).guard_active = 0;
+        Line::new()
+            .s("hrt: core ")
+            .dec(core as u64)
+            .s(": ring-0 page fault at user address ")
+            .hex(addr)
+            .s(" (the merged process is gone?): call abandoned")
+            .print();
+        frame.rip = core::ptr::addr_of!(hrt_guard_fault) as u64;
+        frame.rdi = addr_of_mut!((*b).guard) as u64;
+    }
+    true
 }

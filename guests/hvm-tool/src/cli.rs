@@ -23,12 +23,13 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   merge-test [--core N]                  MERGE, the HRT reads and flips a word of this process by its
                                          virtual address (functions 12, 13), a never-touched page is
                                          not mapped there, UNMERGE, an echo invoke
-  forward-test [getpid|split|stress|corrupt] [--mode poll|notify|adaptive] [--spin-us N]
+  forward-test [getpid|split|stress|stress-lseek|corrupt] [--mode poll|notify|adaptive] [--spin-us N]
                [--core N] [--calls N]    be the proxy (channels, MERGE, attach) for a forwarding test:
                                          getpid: HRT function 14 forwards getpid N times (1000);
                                          split: ROS functions run on the HRT (write, files, a 1 MiB
                                          read, page-fault forwarding); stress: every HRT core
-                                         forwards lseek, N calls in all (poll 1000000, else 20000);
+                                         forwards echo pseudo-calls (stress-lseek: lseek), N calls
+                                         in all (poll 1000000, else 20000);
                                          corrupt: each side corrupts the ring, the other detects it.
                                          Mode: the VM's config unless --mode
   events                                 take every pending event
@@ -255,8 +256,10 @@ pub enum ForwardKind {
     Getpid,
     /// Split execution.
     Split,
-    /// All cores at once.
+    /// All cores at once, echo pseudo-calls.
     Stress,
+    /// All cores at once, lseek.
+    StressSyscall,
     /// Corruption from either side.
     Corrupt,
 }
@@ -500,6 +503,7 @@ fn parse_forward(rest: &[String]) -> Result<Cmd, Error> {
         None | Some("getpid") => ForwardKind::Getpid,
         Some("split") => ForwardKind::Split,
         Some("stress") => ForwardKind::Stress,
+        Some("stress-lseek") => ForwardKind::StressSyscall,
         Some("corrupt") => ForwardKind::Corrupt,
         Some(other) => return Err(Error::usage(format!("{cmd}: unknown test {other:?} (getpid, split, stress, corrupt)"))),
     };

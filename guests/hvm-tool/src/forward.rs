@@ -6,8 +6,10 @@
 //!   through a forwarded `write()`, one does open/write/lseek/read/close on a ROS file, one reads
 //!   1 MiB straight into merged memory, one touches never-touched mmap memory (page-fault
 //!   forwarding);
-//! - `stress`: every HRT core at once forwards `lseek(fd, off, SEEK_SET)` (function 18), each with
-//!   its own offsets, so every answer is checked and none can be lost or duplicated;
+//! - `stress`: every HRT core at once forwards the echo pseudo-call (function 18), each request
+//!   with its own number and answer, so every answer is checked and none can be lost or
+//!   duplicated; `stress-lseek` forwards `lseek(fd, number, SEEK_SET)` instead (a Linux system
+//!   call per request);
 //! - `corrupt`: the HRT corrupts its channel on purpose (function 19) and the proxy detects it; the
 //!   proxy corrupts a response and the HRT detects it; both sides keep running.
 
@@ -48,6 +50,7 @@ fn hrt_error(result: u64) -> Option<&'static str> {
         5 => "a forwarded call answered something else than it must",
         6 => "no channel attached on that core",
         7 => "the channel was found corrupt",
+        8 => "the merged memory went away under the call",
         _ => return None,
     })
 }
@@ -65,7 +68,8 @@ pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error>
     match a.kind {
         ForwardKind::Getpid => getpid(port, a.core, mode, a.calls.unwrap_or(GETPID_CALLS)),
         ForwardKind::Split => split_test(port, a.core, mode),
-        ForwardKind::Stress => stress(port, version, mode, a.calls),
+        ForwardKind::Stress => stress(port, version, mode, a.calls, false),
+        ForwardKind::StressSyscall => stress(port, version, mode, a.calls, true),
         ForwardKind::Corrupt => corrupt(port, version, mode),
     }
 }
@@ -82,8 +86,9 @@ fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
     let t0 = Instant::now();
     let outcome = proxy.run(&[core], FUNC_GETPID, &[calls], TIMEOUT);
     let secs = t0.elapsed().as_secs_f64();
-    let stats = proxy.stop()?;
+    let stopped = proxy.stop();
     let hrt_pid = check("getpid", outcome?[0])?;
+    let stats = stopped?;
     let pid = u64::from(std::process::id());
     if hrt_pid != pid || stats.served[0] != calls {
         return Err(Error::failed(format!(
@@ -268,8 +273,9 @@ fn split_test(port: &Port, core: u64, mode: Mode) -> Result<(), Error> {
     sys::mlockall_on_fault()?;
     let mut proxy = Proxy::start(port, &[core], mode)?;
     let outcome = split_checks(&mut proxy, core);
-    let stats = proxy.stop()?;
+    let stopped = proxy.stop();
     outcome?;
+    let stats = stopped?;
     out!(
         "forward-test split ok mode={} served={} page_faults={} rings={} sleeps={}",
         mode.name(),
@@ -345,6 +351,9 @@ fn split_checks(proxy: &mut Proxy<'_>, core: u64) -> Result<(), Error> {
     // SAFETY: our own mapping, no longer used (the HRT is done with it: the invoke completed).
     unsafe { libc::munmap(base, pages * 4096) };
     let r = r?;
+    if let Some((addr, err)) = proxy.stats.page_fault_error {
+        out!("split touch: the proxy could not make {addr:#x} present: errno {}", -err);
+    }
     expect_ok("touch", &r)?;
     let good = seen.iter().enumerate().all(|(i, &w)| w == touch_word(i));
     if r.result != 0 || !good || resident != 0 || r.page_faults < pages as u64 {
@@ -367,7 +376,9 @@ fn resident_pages(base: *mut libc::c_void, pages: usize) -> usize {
     vec.iter().filter(|&&b| b & 1 != 0).count()
 }
 
-fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>) -> Result<(), Error> {
+/// `syscall`: forward `lseek` (a Linux system call per request); else the echo pseudo-call (the
+/// channel and the proxy alone: on a PVM host a ROS system call costs about as much as 1000 echoes).
+fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>, syscall: bool) -> Result<(), Error> {
     let cores: Vec<u64> = (0..version.hrt_cores).collect();
     let total = calls.unwrap_or(if mode.mode == layout::MODE_POLL { STRESS_CALLS_POLL } else { STRESS_CALLS_SLEEPING });
     let per_core = total.div_ceil(cores.len().max(1) as u64);
@@ -377,14 +388,16 @@ fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>) -> Res
         return Err(Error::failed(format!("stress: memfd_create: {}", std::io::Error::last_os_error())));
     }
     let mut proxy = Proxy::start(port, &cores, mode)?;
-    let args: Vec<u64> = cores.iter().map(|_| ((fd as u64) << 32) | per_core).collect();
+    let fd1 = if syscall { fd as u64 + 1 } else { 0 };
+    let args: Vec<u64> = cores.iter().map(|_| (fd1 << 32) | per_core).collect();
     let t0 = Instant::now();
     let outcome = proxy.run(&cores, FUNC_STRESS, &args, TIMEOUT);
     let secs = t0.elapsed().as_secs_f64();
-    let stats = proxy.stop()?;
+    let stopped = proxy.stop();
     // SAFETY: our own fd.
     unsafe { libc::close(fd) };
     let results = outcome?;
+    let stats = stopped?;
     for (core, &r) in cores.iter().zip(&results) {
         check(&format!("stress core {core}"), r)?;
         if r != per_core {
@@ -396,8 +409,9 @@ fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>) -> Res
     }
     let all: u64 = stats.served.iter().sum();
     out!(
-        "forward-test stress ok mode={} cores={} calls={all} served={:?} seconds={secs:.2} calls_per_s={:.0} rings={} sleeps={}",
+        "forward-test stress ok mode={} call={} cores={} calls={all} served={:?} seconds={secs:.2} calls_per_s={:.0} rings={} sleeps={}",
         mode.name(),
+        if syscall { "lseek" } else { "echo" },
         cores.len(),
         stats.served,
         all as f64 / secs,
@@ -411,8 +425,10 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     let cores: Vec<u64> = (0..version.hrt_cores.min(2)).collect();
     // The HRT corrupts core 0's channel; the proxy must see it and keep serving the others.
     let mut proxy = Proxy::start(port, &cores, mode)?;
-    let r = proxy.run(&[0], FUNC_CORRUPT, &[0], TIMEOUT)?[0];
-    check("corrupt (HRT side)", r)?;
+    let r = check("corrupt (HRT side)", proxy.run(&[0], FUNC_CORRUPT, &[0], TIMEOUT)?[0])?;
+    if r != 0 {
+        return Err(Error::failed(format!("corrupt: HRT function 19 answered {r:#x}")));
+    }
     if proxy.stats.failed.first().is_some_and(Option::is_none) {
         // Not seen while the invoke ran: give the proxy a few more looks.
         proxy.serve(Instant::now() + Duration::from_secs(5), || false);

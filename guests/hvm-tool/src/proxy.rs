@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use forwarder::layout::{self, MODE_ADAPTIVE, MODE_NOTIFY, MODE_POLL, PSEUDO_BASE, PSEUDO_PAGE_FAULT};
+use forwarder::layout::{self, MODE_ADAPTIVE, MODE_NOTIFY, MODE_POLL, PSEUDO_BASE, PSEUDO_ECHO, PSEUDO_PAGE_FAULT};
 use forwarder::{CacheLine, Channel, Consumer, Request};
 use hvm_abi::ForwardMode;
 
@@ -97,6 +97,8 @@ pub struct Stats {
     pub served: Vec<u64>,
     /// Page-fault pseudo-calls among them.
     pub page_faults: u64,
+    /// The last page-fault pseudo-call that failed: (address, −errno).
+    pub page_fault_error: Option<(u64, i64)>,
     /// Doorbells rung (HRT cores woken).
     pub rings: u64,
     /// Times the proxy slept.
@@ -147,7 +149,14 @@ fn execute(request: &Request, stats: &mut Stats) -> i64 {
         let advice = if a[1] == 1 { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ };
         // SAFETY: populating page tables for a page of our own address space changes no data; an
         // address that is not mapped gets −EFAULT / −ENOMEM back, which ends the HRT's execution.
-        return unsafe { raw_syscall(SYS_MADVISE, [a[0] & !0xfff, 4096, advice, 0, 0, 0]) };
+        let r = unsafe { raw_syscall(SYS_MADVISE, [a[0] & !0xfff, 4096, advice, 0, 0, 0]) };
+        if r != 0 {
+            stats.page_fault_error = Some((a[0], r));
+        }
+        return r;
+    }
+    if request.nr == PSEUDO_ECHO {
+        return layout::echo_answer(a[0], a[1]) as i64;
     }
     if request.nr >= PSEUDO_BASE || REFUSED.contains(&nr) {
         return -i64::from(libc::ENOSYS);
@@ -236,7 +245,8 @@ impl<'p> Proxy<'p> {
         let mut seqs = Vec::with_capacity(cores.len());
         for (i, &core) in cores.iter().enumerate() {
             let arg = args.get(i).copied().unwrap_or(0);
-            seqs.push(self.port.invoke(func, arg, core, 0, Some(&records[i..=i]))?);
+            let seq = self.port.invoke(func, arg, core, 0, Some(&records[i..=i]));
+            seqs.push(seq.map_err(|e| Error::failed(format!("proxy: posting function {func} on core {core}: {e:?}")))?);
         }
         let done = || records.iter().zip(&seqs).all(|(r, &s)| r.seq.load(Ordering::Acquire) == s);
         if !self.serve(Instant::now() + timeout, done) {
