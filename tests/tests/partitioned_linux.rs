@@ -122,7 +122,7 @@ fn linux_boots_the_hrt_on_request_and_invokes_every_core() {
             assert_eq!(field("flipped="), !field("pattern="), "{line}");
             has(text, "untouched=not-present");
             // The forwarded getpid answered the proxy's own pid, every one of the 1000 times.
-            let line = text.lines().find(|l| l.starts_with("forward-test ok ")).unwrap_or_default();
+            let line = text.lines().find(|l| l.starts_with("forward-test getpid ok ")).unwrap_or_default();
             assert!(!line.is_empty(), "no forward-test line:\n{text}");
             eprintln!("{line}");
             let field = |name: &str| -> u64 {

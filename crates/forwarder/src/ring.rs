@@ -144,6 +144,7 @@ impl Channel {
     /// The 8-byte word at `offset`. Callers pass only the layout's constant offsets (all inside the
     /// first 0x200 bytes) or `record_offset(..) + a record field`, so `offset + 8 <=
     /// region_len(self.slots)` and `offset` is 8-aligned.
+    #[inline]
     fn word(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: by the callers' discipline above the word lies inside the region, which `init` or
         // `from_raw` checked is at least `region_len(self.slots)` bytes and 64-byte aligned, and which
@@ -152,6 +153,7 @@ impl Channel {
     }
 
     /// The 4-byte word at `offset`, under the same discipline as [`Channel::word`].
+    #[inline]
     fn half(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: as in `word`: in bounds, 4-aligned, valid and only accessed atomically.
         unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(offset).cast::<u32>()) }
@@ -159,6 +161,7 @@ impl Channel {
 
     /// Offset of the record for sequence number `seq` in the array at `array`: the index is masked,
     /// so the record is inside the array whatever `seq` is.
+    #[inline]
     fn record_offset(&self, array: usize, seq: u64) -> usize {
         let index = (seq & u64::from(self.slots - 1)) as usize;
         array + index * CACHE_LINE
@@ -166,6 +169,7 @@ impl Channel {
 
     /// What a slot holds before `seq` is put in it: its previous occupant's number, or the zero
     /// `init` left there.
+    #[inline]
     fn previous(&self, seq: u64) -> u64 {
         seq.saturating_sub(u64::from(self.slots))
     }
@@ -220,6 +224,7 @@ pub struct Producer {
 impl Producer {
     /// Puts a request into the next slot without waiting: `Ok(Some(seq))` with its sequence number,
     /// or `Ok(None)` when every slot holds a request whose response has not been collected.
+    #[inline]
     pub fn try_submit(&mut self, nr: u32, flags: u32, args: [u64; 6]) -> Result<Option<u64>, Error> {
         self.check()?;
         if self.submitted - self.collected >= u64::from(self.channel.slots) {
@@ -232,9 +237,15 @@ impl Producer {
         let ch = &self.channel;
         ch.half(slot + layout::REQUEST_NR).store(nr, Ordering::Relaxed);
         ch.half(slot + layout::REQUEST_FLAGS).store(flags, Ordering::Relaxed);
-        for (i, arg) in args.iter().enumerate() {
-            ch.word(slot + layout::REQUEST_ARGS + 8 * i).store(*arg, Ordering::Relaxed);
-        }
+        // Unrolled: six stores (an HRT on an emulating host pays per instruction).
+        let [a0, a1, a2, a3, a4, a5] = args;
+        let at = slot + layout::REQUEST_ARGS;
+        ch.word(at).store(a0, Ordering::Relaxed);
+        ch.word(at + 8).store(a1, Ordering::Relaxed);
+        ch.word(at + 16).store(a2, Ordering::Relaxed);
+        ch.word(at + 24).store(a3, Ordering::Relaxed);
+        ch.word(at + 32).store(a4, Ordering::Relaxed);
+        ch.word(at + 40).store(a5, Ordering::Relaxed);
         // Publishes the fields above: pairs with the consumer's acquire load in `try_take`.
         ch.word(slot + layout::RECORD_SEQ).store(seq, Ordering::Release);
         ch.word(layout::PRODUCER + layout::PROGRESS_FIRST).store(seq, Ordering::Release);
@@ -244,6 +255,7 @@ impl Producer {
 
     /// Takes the response to the oldest outstanding request without waiting: `Ok(None)` when it is
     /// not there yet, or when nothing is outstanding.
+    #[inline]
     pub fn try_collect(&mut self) -> Result<Option<Response>, Error> {
         self.check()?;
         if self.collected == self.submitted {
@@ -294,7 +306,21 @@ impl Producer {
         }
     }
 
+    /// Whether the response to the oldest outstanding request is there (a look that takes nothing;
+    /// the sleeping protocol's last look before sleeping). A corrupt slot reads as ready: the
+    /// following [`Producer::try_collect`] reports it.
+    #[inline]
+    pub fn response_ready(&self) -> bool {
+        if self.failed.is_some() || self.collected == self.submitted {
+            return false;
+        }
+        let seq = self.collected + 1;
+        let slot = self.channel.record_offset(layout::responses_offset(self.channel.slots), seq);
+        self.channel.word(slot + layout::RECORD_SEQ).load(Ordering::Acquire) != self.channel.previous(seq)
+    }
+
     /// Requests submitted whose responses have not been collected.
+    #[inline]
     pub fn outstanding(&self) -> u64 {
         self.submitted - self.collected
     }
@@ -336,6 +362,7 @@ impl Producer {
         self.channel.peer_sleeping(layout::CONSUMER)
     }
 
+    #[inline]
     fn check(&self) -> Result<(), Error> {
         self.failed.map_or(Ok(()), Err)
     }
@@ -361,6 +388,7 @@ pub struct Consumer {
 impl Consumer {
     /// Takes the next request without waiting: `Ok(None)` when it has not been submitted yet (or
     /// when every slot holds a request taken and not yet completed).
+    #[inline]
     pub fn try_take(&mut self) -> Result<Option<Request>, Error> {
         self.check()?;
         if self.taken - self.completed >= u64::from(self.channel.slots) {
@@ -394,6 +422,7 @@ impl Consumer {
     /// Posts the response to request `seq`, which must be the oldest taken and not yet completed
     /// ([`Error::NotTaken`] otherwise; the channel stays usable). Never waits: the slot is reserved
     /// for this response.
+    #[inline]
     pub fn try_complete(&mut self, seq: u64, result: i64, flags: u32) -> Result<(), Error> {
         self.check()?;
         if self.completed == self.taken || seq != self.completed + 1 {
@@ -454,6 +483,7 @@ impl Consumer {
         self.channel.peer_sleeping(layout::PRODUCER)
     }
 
+    #[inline]
     fn check(&self) -> Result<(), Error> {
         self.failed.map_or(Ok(()), Err)
     }

@@ -234,26 +234,140 @@ pub fn getpid(core: u32, n: u64) -> u64 {
     pid.unwrap_or(FORWARD_CALL_FAILED)
 }
 
-/// Function 18, stress: `arg` = (fd + 1) << 32 | n. Forwards `n` calls, each with its own
-/// number (core << 40 | i) and each answer checked: `lseek(fd, number, SEEK_SET)`, which answers
+/// Requests function 18 keeps in flight per core (at most the channel's slots).
+const STRESS_WINDOW: u32 = 16;
+
+/// The request function 18 sends as its `i`-th, and the answer it must get.
+fn stress_request(core: u32, fd1: u64, i: u64) -> (u32, [u64; 6], u64) {
+    let number = (u64::from(core) << 40) | i;
+    if fd1 == 0 {
+        (layout::PSEUDO_ECHO, [number, u64::from(core), 0, 0, 0, 0], layout::echo_answer(number, u64::from(core)))
+    } else {
+        (SYS_LSEEK, [fd1 - 1, number, 0, 0, 0, 0], number)
+    }
+}
+
+/// Function 18, stress: `arg` = (fd + 1) << 32 | n. Forwards `n` calls, pipelined (up to
+/// [`STRESS_WINDOW`] in flight, so the ring fills and wraps), each with its own number
+/// (core << 40 | i) and each answer checked in order: `lseek(fd, number, SEEK_SET)`, which answers
 /// the number, or with fd + 1 = 0 the echo pseudo-call ([`layout::PSEUDO_ECHO`]), which answers
-/// `echo_answer(number, core)`. Returns `n`.
+/// `echo_answer(number, core)`. Waits as the channel's mode says. Returns `n`.
 pub fn stress(core: u32, arg: u64) -> u64 {
     let (fd1, n) = (arg >> 32, arg & 0xffff_ffff);
-    for i in 1..=n {
-        let number = (u64::from(core) << 40) | i;
-        let (nr, args, want) = if fd1 == 0 {
-            (layout::PSEUDO_ECHO, [number, u64::from(core), 0, 0, 0, 0], layout::echo_answer(number, u64::from(core)))
-        } else {
-            (SYS_LSEEK, [fd1 - 1, number, 0, 0, 0, 0], number)
-        };
-        match forward(core, nr, args) {
-            Ok(r) if r as u64 == want => {}
+    let Some(st) = state(core) else { return FORWARD_NO_CHANNEL };
+    if st.generation != merge::generation() {
+        st.producer = None;
+    }
+    let (mode, spin_cycles) = (st.mode, st.spin_cycles);
+    let window = u64::from(STRESS_WINDOW.min(st.slots));
+    let Some(p) = st.producer.as_mut() else { return FORWARD_NO_CHANNEL };
+    let outcome = pipeline(p, core, mode, spin_cycles, n, window, |i| stress_request(core, fd1, i));
+    if !matches!(outcome, Ok(_)) {
+        st.producer = None;
+    }
+    match outcome {
+        Ok(r) => r,
+        Err(e) => code(FwdError::Failed(e)),
+    }
+}
+
+/// Submits requests 1..=n (`request(i)` = nr, args, expected answer) with up to `window` in flight
+/// and collects them in order, checking each answer. `Ok(n)`, `Ok(FORWARD_RESULTS_DIFFER)`, or the
+/// channel's error.
+fn pipeline(
+    p: &mut Producer,
+    core: u32,
+    mode: u32,
+    spin_cycles: u64,
+    n: u64,
+    window: u64,
+    request: impl Fn(u64) -> (u32, [u64; 6], u64),
+) -> Result<u64, forwarder::Error> {
+    let (mut next, mut done) = (1u64, 0u64);
+    let mut idle_since = 0u64;
+    let mut polls = 0u64;
+    while done < n {
+        let mut submitted = false;
+        while next <= n && p.outstanding() < window {
+            let (nr, args, _) = request(next);
+            if p.try_submit(nr, 0, args)?.is_none() {
+                break;
+            }
+            next += 1;
+            submitted = true;
+        }
+        if submitted && mode != MODE_POLL && p.peer_sleeping() {
+            ring_ros(core);
+        }
+        if let Some(r) = p.try_collect()? {
+            done += 1;
+            if r.result as u64 != request(done).2 {
+                return Ok(FORWARD_RESULTS_DIFFER);
+            }
+            polls = 0;
+            continue;
+        }
+        polls += 1;
+        if polls == 1 {
+            idle_since = rdtsc();
+        }
+        if mode == MODE_POLL {
+            core::hint::spin_loop();
+            if polls.is_multiple_of(POLLS_PER_CLOCK_READ) && rdtsc().wrapping_sub(idle_since) > POLL_TIMEOUT_MS * tsc_khz() {
+                return Err(forwarder::Error::TimedOut);
+            }
+            continue;
+        }
+        if mode == MODE_ADAPTIVE && rdtsc().wrapping_sub(idle_since) < spin_cycles {
+            core::hint::spin_loop();
+            continue;
+        }
+        p.set_sleeping(true);
+        if p.response_ready() {
+            p.set_sleeping(false);
+            continue;
+        }
+        sleep();
+        p.set_sleeping(false);
+    }
+    Ok(n)
+}
+
+/// Most samples function 22 takes per invoke.
+const TIMED_MAX: u64 = 100_000;
+
+/// Function 22, timed: `va` = a user buffer (merged) of `[nr, n, samples[n]]`: forwards `nr` (the
+/// echo pseudo-call, or a system call with zero arguments, e.g. getpid) `n` (1..=100000) times,
+/// timing each round trip on the HRT with the TSC (`lfence; rdtsc`), and writes the cycles of call
+/// i to `samples[i]`. Returns `n`, or an error as for 14.
+pub fn timed(core: u32, va: u64) -> u64 {
+    if !va.is_multiple_of(8) || !user_region_mapped(va, 16) {
+        return FORWARD_NOT_MAPPED;
+    }
+    let (Some(nr), Some(n)) = (user_read_u64(va), user_read_u64(va + 8)) else { return FORWARD_NOT_MAPPED };
+    if !(1..=TIMED_MAX).contains(&n) || nr > u64::from(u32::MAX) || !user_region_mapped(va, 16 + 8 * n) {
+        return FORWARD_NOT_MAPPED;
+    }
+    for i in 0..n {
+        let t0 = fenced_tsc();
+        let r = forward(core, nr as u32, [i, u64::from(core), 0, 0, 0, 0]);
+        let t1 = fenced_tsc();
+        match r {
+            Ok(r) if nr as u32 != layout::PSEUDO_ECHO || r as u64 == layout::echo_answer(i, u64::from(core)) => {}
             Ok(_) => return FORWARD_RESULTS_DIFFER,
             Err(e) => return code(e),
         }
+        user_write_u64(va + 16 + 8 * i, t1.wrapping_sub(t0));
     }
     n
+}
+
+/// `lfence; rdtsc; lfence` (fences are emulated on PVM, unlike `rdtscp`).
+fn fenced_tsc() -> u64 {
+    unsafe { core::arch::x86_64::_mm_lfence() };
+    let t = rdtsc();
+    unsafe { core::arch::x86_64::_mm_lfence() };
+    t
 }
 
 /// Function 19, corrupt on purpose: writes a request whose sequence number is neither the next

@@ -258,7 +258,7 @@ fn serve(core: u32) -> ! {
         fence(Ordering::Acquire);
         let (func, arg) = (read(slot::FUNC), read(slot::ARG));
         let (completion, flags) = (read(slot::COMPLETION), read(slot::FLAGS));
-        let result = if (14..=19).contains(&func) {
+        let result = if (14..=19).contains(&func) || func == 22 {
             // Functions that touch a merged process's memory: survive its going away.
             user::guarded(core, &mut || invoke(core, func, arg)).unwrap_or_else(|| {
                 fwd::detach(core);
@@ -326,6 +326,7 @@ fn invoke(core: u32, func: u64, arg: u64) -> u64 {
         17 => fwd::split(core, arg),
         18 => fwd::stress(core, arg),
         19 => fwd::corrupt(core),
+        22 => fwd::timed(core, arg),
         20 => ring_ros_doorbell(core),
         21 => wait_interrupts(arg),
         FUNC_MERGE => merge::merge(arg),

@@ -23,14 +23,15 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   merge-test [--core N]                  MERGE, the HRT reads and flips a word of this process by its
                                          virtual address (functions 12, 13), a never-touched page is
                                          not mapped there, UNMERGE, an echo invoke
-  forward-test [getpid|split|stress|stress-lseek|corrupt] [--mode poll|notify|adaptive] [--spin-us N]
+  forward-test [getpid|split|stress|stress-lseek|corrupt|latency] [--mode poll|notify|adaptive] [--spin-us N]
                [--core N] [--calls N]    be the proxy (channels, MERGE, attach) for a forwarding test:
                                          getpid: HRT function 14 forwards getpid N times (1000);
                                          split: ROS functions run on the HRT (write, files, a 1 MiB
                                          read, page-fault forwarding); stress: every HRT core
                                          forwards echo pseudo-calls (stress-lseek: lseek), N calls
                                          in all (poll 1000000, else 20000);
-                                         corrupt: each side corrupts the ring, the other detects it.
+                                         corrupt: each side corrupts the ring, the other detects it;
+                                         latency: N timed echo and getpid round trips (1000).
                                          Mode: the VM's config unless --mode
   events                                 take every pending event
   post    EVENT [PAYLOAD]                post an event to the HRT
@@ -262,6 +263,8 @@ pub enum ForwardKind {
     StressSyscall,
     /// Corruption from either side.
     Corrupt,
+    /// Timed round trips (echo, getpid).
+    Latency,
 }
 
 /// `hvm forward-test` arguments.
@@ -505,6 +508,7 @@ fn parse_forward(rest: &[String]) -> Result<Cmd, Error> {
         Some("stress") => ForwardKind::Stress,
         Some("stress-lseek") => ForwardKind::StressSyscall,
         Some("corrupt") => ForwardKind::Corrupt,
+        Some("latency") => ForwardKind::Latency,
         Some(other) => return Err(Error::usage(format!("{cmd}: unknown test {other:?} (getpid, split, stress, corrupt)"))),
     };
     let mode = s.value("mode").map(str::to_owned);

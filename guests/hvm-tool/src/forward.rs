@@ -28,6 +28,9 @@ const FUNC_GETPID: u64 = 14;
 const FUNC_SPLIT: u64 = 17;
 const FUNC_STRESS: u64 = 18;
 const FUNC_CORRUPT: u64 = 19;
+const FUNC_TIMED: u64 = 22;
+/// Default samples of `latency`, per call.
+const LATENCY_CALLS: u64 = 1000;
 /// What functions 14 and 18 answer when a forwarded call's answer was corrupt (fwd.rs).
 const FORWARD_CORRUPT: u64 = u64::MAX - 7;
 /// Default calls of `getpid` and (in all, poll mode) of `stress`.
@@ -71,6 +74,7 @@ pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error>
         ForwardKind::Stress => stress(port, version, mode, a.calls, false),
         ForwardKind::StressSyscall => stress(port, version, mode, a.calls, true),
         ForwardKind::Corrupt => corrupt(port, version, mode),
+        ForwardKind::Latency => latency(port, a.core, mode, a.calls.unwrap_or(LATENCY_CALLS)),
     }
 }
 
@@ -460,5 +464,45 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     }
     out!("corrupt-test ros-side detected=yes core=0 hrt_alive=yes");
     out!("forward-test corrupt ok mode={}", mode.name());
+    Ok(())
+}
+
+/// HRT function 22 on `core`: `n` timed round trips of `nr` (echo pseudo-call or getpid), cycles
+/// measured on the HRT; prints a summary line per call.
+fn latency(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Error> {
+    let n = n.min(100_000);
+    let khz = match port.partition_info() {
+        Ok(i) if i.tsc_khz != 0 => i.tsc_khz,
+        _ => sys::calibrate_tsc_khz(),
+    };
+    let mut proxy = Proxy::start(port, &[core], mode)?;
+    let mut lines = Vec::new();
+    let mut outcome = Ok(());
+    for (name, nr) in [("echo", u64::from(layout::PSEUDO_ECHO)), ("getpid", 39)] {
+        let mut buf = vec![0u64; 2 + n as usize];
+        buf[0] = nr;
+        buf[1] = n;
+        let r = proxy.run(&[core], FUNC_TIMED, &[buf.as_ptr() as u64], TIMEOUT).and_then(|r| check("latency", r[0]));
+        match r {
+            Ok(got) if got == n => {}
+            Ok(got) => outcome = Err(Error::failed(format!("latency: HRT function 22 answered {got}, not {n}"))),
+            Err(e) => outcome = Err(e),
+        }
+        if outcome.is_err() {
+            break;
+        }
+        // SAFETY: the HRT wrote the samples before completing the invoke (acquire in `run`).
+        let mut samples: Vec<u64> = buf[2..].iter().map(|w| unsafe { std::ptr::read_volatile(w) }).collect();
+        if let Some(s) = crate::stats::summarize(&mut samples) {
+            lines.push(s.line(&format!("forward-{name}-{}", mode.name()), khz));
+        }
+    }
+    let stopped = proxy.stop();
+    outcome?;
+    let stats = stopped?;
+    for l in lines {
+        out!("{l}");
+    }
+    out!("forward-test latency ok mode={} served={} rings={} sleeps={}", mode.name(), stats.served[0], stats.rings, stats.sleeps);
     Ok(())
 }

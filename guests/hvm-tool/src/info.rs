@@ -36,6 +36,9 @@ pub fn info(port: &Port, v: &Version) -> Result<(), Error> {
     out!("entry64={}", u32::from(i.flags & hvm_abi::HvmInfo::FLAG_ENTRY64 != 0));
     out!("kernel_vbase={:#x}", i.kernel_vbase);
     out!("phys_map_base={:#x}", i.phys_map_base);
+    let mode = hvm_abi::ForwardMode::from_u32(i.forward_mode).map_or("unknown", |m| m.name());
+    out!("forward.mode={mode} forward.spin_us={}", i.forward_spin_us);
+    out!("doorbells: hrt={:#x} ros={:#x}", i.hrt_doorbell_port, i.ros_doorbell_port);
     if u64::from(i.hrt_cores) != v.hrt_cores || u64::from(i.ros_cores) != v.ros_cores {
         return Err(Error::failed(format!(
             "VERSION says {} HRT / {} ROS cores, PARTITION_INFO says {} / {}",

@@ -46,6 +46,7 @@ const REFUSED: [u64; 8] = [15, 56, 57, 58, 59, 60, 231, 435];
 const MADV_POPULATE_READ: u64 = 22;
 const MADV_POPULATE_WRITE: u64 = 23;
 const SYS_MADVISE: u64 = 28;
+const SYS_MLOCK: u64 = 149;
 
 /// How the channels wait, as the proxy writes it into their headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +150,16 @@ fn execute(request: &Request, stats: &mut Stats) -> i64 {
         let advice = if a[1] == 1 { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ };
         // SAFETY: populating page tables for a page of our own address space changes no data; an
         // address that is not mapped gets −EFAULT / −ENOMEM back, which ends the HRT's execution.
-        let r = unsafe { raw_syscall(SYS_MADVISE, [a[0] & !0xfff, 4096, advice, 0, 0, 0]) };
+        let page = a[0] & !0xfff;
+        let mut r = unsafe { raw_syscall(SYS_MADVISE, [page, 4096, advice, 0, 0, 0]) };
+        if r == -i64::from(libc::ENOSYS) || r == -i64::from(libc::EINVAL) {
+            // A kernel without madvise (tinyconfig) or without MADV_POPULATE_* (before 5.14):
+            // mlock populates the page too, with a write fault on a writable private mapping
+            // (breaking copy-on-write) and a read fault otherwise; the proxy runs under mlockall
+            // anyway.
+            // SAFETY: as above; mlock changes no data.
+            r = unsafe { raw_syscall(SYS_MLOCK, [page, 4096, 0, 0, 0, 0]) };
+        }
         if r != 0 {
             stats.page_fault_error = Some((a[0], r));
         }

@@ -342,3 +342,24 @@ fn sleeping_flags_are_per_end_and_leave_failed_alone() {
     consumer.set_sleeping(false);
     assert!(!producer.peer_sleeping());
 }
+
+#[test]
+fn response_ready_looks_without_taking() {
+    let region = Region::new(2);
+    let (mut producer, mut consumer) = region.ends(2);
+    assert!(!producer.response_ready(), "nothing outstanding");
+    assert_eq!(producer.try_submit(7, 0, ARGS), Ok(Some(1)));
+    assert!(!producer.response_ready());
+    let request = consumer.try_take().expect("take").expect("a request");
+    consumer.try_complete(request.seq, 5, 0).expect("complete");
+    assert!(producer.response_ready());
+    assert!(producer.response_ready(), "looking twice takes nothing");
+    assert_eq!(producer.try_collect().map(|r| r.map(|r| r.result)), Ok(Some(5)));
+    assert!(!producer.response_ready());
+    // A corrupt slot reads as ready, and collecting it reports the corruption.
+    assert_eq!(producer.try_submit(7, 0, ARGS), Ok(Some(2)));
+    region.poke(responses_offset(2) + RECORD_SEQ, 99);
+    assert!(producer.response_ready());
+    assert_eq!(producer.try_collect(), Err(Error::SequenceMismatch));
+    assert!(!producer.response_ready(), "a failed end has nothing ready");
+}
