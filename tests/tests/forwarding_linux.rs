@@ -68,7 +68,7 @@ fn poll_mode_forwards_getpid_split_execution_stress_and_detects_corruption() {
         || partitioned(2, config::ForwardMode::Poll, script),
         |out, text| {
             assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
-            assert!(!text.contains("hvm: "), "an hvm command failed:\n{text}");
+            assert!(!text.lines().any(|l| l.starts_with("hvm: ")), "an hvm command failed:\n{text}");
             let getpid = line(text, "forward-test getpid ok mode=poll ");
             assert_eq!(field(getpid, "hrt_pid="), field(getpid, "pid="), "{getpid}");
             assert_eq!(field(getpid, "served="), 1000, "{getpid}");
@@ -110,7 +110,7 @@ fn notify_and_adaptive_modes_sleep_on_doorbells_and_forward_everything() {
         || partitioned(2, config::ForwardMode::Notify, script),
         |out, text| {
             assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
-            assert!(!text.contains("hvm: "), "an hvm command failed:\n{text}");
+            assert!(!text.lines().any(|l| l.starts_with("hvm: ")), "an hvm command failed:\n{text}");
             has(text, "forward.mode=notify forward.spin_us=100");
             has(text, "doorbells: hrt=0xe8 ros=0xec");
             for mode in ["notify", "adaptive"] {
@@ -121,9 +121,11 @@ fn notify_and_adaptive_modes_sleep_on_doorbells_and_forward_everything() {
                 assert_eq!(field(stress, "calls="), 4000, "{stress}");
                 line(text, &format!("bench=forward-getpid-{mode} "));
             }
-            // In notify mode both sides really slept and were woken by the doorbells.
+            // In notify mode both sides really slept and were woken by the doorbells: the HRT
+            // sleeps at once after every request, so the proxy rang it every time; the proxy
+            // slept too (not every time: the next request may come during its last look).
             let getpid = line(text, "forward-test getpid ok mode=notify ");
-            assert!(field(getpid, "rings=") >= 100 && field(getpid, "sleeps=") >= 100, "{getpid}");
+            assert!(field(getpid, "rings=") >= 200 && field(getpid, "sleeps=") >= 20, "{getpid}");
             has(text, "split: hello from a ROS function on the HRT, through a forwarded write()");
             line(text, "split read ok bytes=1048576 ");
             let touch = line(text, "split touch ok pages=64 resident_before=0 ");

@@ -603,6 +603,20 @@ mod tests {
     }
 
     #[test]
+    fn forward_test_takes_a_test_a_mode_and_numbers() {
+        let Ok(Cmd::Forward(a)) = p("forward-test") else { unreachable!() };
+        assert_eq!((a.kind, a.mode, a.core, a.calls, a.spin_us), (ForwardKind::Getpid, None, 0, None, None));
+        let Ok(Cmd::Forward(a)) = p("forward-test stress --mode adaptive --spin-us 2000 --calls 4000") else { unreachable!() };
+        assert_eq!((a.kind, a.mode.as_deref(), a.calls, a.spin_us), (ForwardKind::Stress, Some("adaptive"), Some(4000), Some(2000)));
+        for (name, kind) in [("split", ForwardKind::Split), ("stress-lseek", ForwardKind::StressSyscall), ("corrupt", ForwardKind::Corrupt), ("latency", ForwardKind::Latency)] {
+            assert!(matches!(p(&format!("forward-test {name} --core 1")), Ok(Cmd::Forward(a)) if a.kind == kind && a.core == 1));
+        }
+        for bad in ["forward-test bogus", "forward-test --mode spin", "forward-test --calls 0", "forward-test --spin-us 5000000000", "forward-test getpid split"] {
+            assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn numbers_take_decimal_hex_and_separators() {
         assert_eq!(parse_u64("x", "42").ok(), Some(42));
         assert_eq!(parse_u64("x", "0x2A").ok(), Some(42));
@@ -680,8 +694,6 @@ mod tests {
         assert_eq!(p("merge-test --core 1").ok(), Some(Cmd::MergeTest { core: 1 }));
         assert_eq!(p("merge-test").ok(), Some(Cmd::MergeTest { core: 0 }));
         assert!(matches!(p("merge-test --all"), Err(Error::Usage(_))));
-        assert_eq!(p("forward-test --core 1").ok(), Some(Cmd::ForwardTest { core: 1 }));
-        assert_eq!(p("forward-test").ok(), Some(Cmd::ForwardTest { core: 0 }));
         assert!(matches!(p("forward-test 3"), Err(Error::Usage(_))));
         assert!(matches!(p("frobnicate"), Err(Error::Usage(_))));
     }

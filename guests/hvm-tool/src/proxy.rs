@@ -148,9 +148,9 @@ fn execute(request: &Request, stats: &mut Stats) -> i64 {
     if request.nr == PSEUDO_PAGE_FAULT {
         stats.page_faults += 1;
         let advice = if a[1] == 1 { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ };
+        let page = a[0] & !0xfff;
         // SAFETY: populating page tables for a page of our own address space changes no data; an
         // address that is not mapped gets −EFAULT / −ENOMEM back, which ends the HRT's execution.
-        let page = a[0] & !0xfff;
         let mut r = unsafe { raw_syscall(SYS_MADVISE, [page, 4096, advice, 0, 0, 0]) };
         if r == -i64::from(libc::ENOSYS) || r == -i64::from(libc::EINVAL) {
             // A kernel without madvise (tinyconfig) or without MADV_POPULATE_* (before 5.14):
