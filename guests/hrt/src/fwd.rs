@@ -108,6 +108,51 @@ pub fn forward(core: u32, nr: u32, args: [u64; 6]) -> Result<i64, FwdError> {
     }
 }
 
+/// How a core waits for its next response, as the channel's mode says: poll spins (and gives up
+/// after [`POLL_TIMEOUT_MS`]), notify sleeps at once, adaptive spins `spin_cycles`, then sleeps.
+/// One [`Waiter::step`] per look that found nothing; [`Waiter::progress`] after one that did.
+struct Waiter {
+    mode: u32,
+    spin_cycles: u64,
+    polls: u64,
+    since: u64,
+}
+
+impl Waiter {
+    fn new(mode: u32, spin_cycles: u64) -> Waiter {
+        Waiter { mode, spin_cycles, polls: 0, since: 0 }
+    }
+
+    fn progress(&mut self) {
+        self.polls = 0;
+    }
+
+    fn step(&mut self, p: &Producer) -> Result<(), forwarder::Error> {
+        self.polls += 1;
+        if self.polls == 1 {
+            self.since = rdtsc();
+        }
+        if self.mode == MODE_POLL {
+            core::hint::spin_loop();
+            if self.polls.is_multiple_of(POLLS_PER_CLOCK_READ) && rdtsc().wrapping_sub(self.since) > POLL_TIMEOUT_MS * tsc_khz() {
+                return Err(forwarder::Error::TimedOut);
+            }
+            return Ok(());
+        }
+        if self.mode == MODE_ADAPTIVE && rdtsc().wrapping_sub(self.since) < self.spin_cycles {
+            core::hint::spin_loop();
+            return Ok(());
+        }
+        p.set_sleeping(true);
+        // One more look after the flag is visible: the proxy completes, fences, then reads it.
+        if !p.response_ready() {
+            sleep();
+        }
+        p.set_sleeping(false);
+        Ok(())
+    }
+}
+
 fn call(p: &mut Producer, core: u32, mode: u32, spin_cycles: u64, nr: u32, args: [u64; 6]) -> Result<i64, forwarder::Error> {
     if p.outstanding() != 0 || p.try_submit(nr, 0, args)?.is_none() {
         return Err(forwarder::Error::Busy);
@@ -115,32 +160,12 @@ fn call(p: &mut Producer, core: u32, mode: u32, spin_cycles: u64, nr: u32, args:
     if mode != MODE_POLL && p.peer_sleeping() {
         ring_ros(core);
     }
-    let start = rdtsc();
-    let mut polls: u64 = 0;
+    let mut waiter = Waiter::new(mode, spin_cycles);
     loop {
         if let Some(r) = p.try_collect()? {
             return Ok(r.result);
         }
-        polls += 1;
-        if mode == MODE_POLL {
-            core::hint::spin_loop();
-            if polls.is_multiple_of(POLLS_PER_CLOCK_READ) && rdtsc().wrapping_sub(start) > POLL_TIMEOUT_MS * tsc_khz() {
-                return Err(forwarder::Error::TimedOut);
-            }
-            continue;
-        }
-        if mode == MODE_ADAPTIVE && rdtsc().wrapping_sub(start) < spin_cycles {
-            core::hint::spin_loop();
-            continue;
-        }
-        p.set_sleeping(true);
-        // One more look after the flag is visible: the proxy completes, fences, then reads it.
-        if let Some(r) = p.try_collect()? {
-            p.set_sleeping(false);
-            return Ok(r.result);
-        }
-        sleep();
-        p.set_sleeping(false);
+        waiter.step(p)?;
     }
 }
 
@@ -262,7 +287,7 @@ pub fn stress(core: u32, arg: u64) -> u64 {
     let window = u64::from(STRESS_WINDOW.min(st.slots));
     let Some(p) = st.producer.as_mut() else { return FORWARD_NO_CHANNEL };
     let outcome = pipeline(p, core, mode, spin_cycles, n, window, |i| stress_request(core, fd1, i));
-    if !matches!(outcome, Ok(_)) {
+    if outcome.is_err() {
         st.producer = None;
     }
     match outcome {
@@ -284,8 +309,7 @@ fn pipeline(
     request: impl Fn(u64) -> (u32, [u64; 6], u64),
 ) -> Result<u64, forwarder::Error> {
     let (mut next, mut done) = (1u64, 0u64);
-    let mut idle_since = 0u64;
-    let mut polls = 0u64;
+    let mut waiter = Waiter::new(mode, spin_cycles);
     while done < n {
         let mut submitted = false;
         while next <= n && p.outstanding() < window {
@@ -304,31 +328,10 @@ fn pipeline(
             if r.result as u64 != request(done).2 {
                 return Ok(FORWARD_RESULTS_DIFFER);
             }
-            polls = 0;
+            waiter.progress();
             continue;
         }
-        polls += 1;
-        if polls == 1 {
-            idle_since = rdtsc();
-        }
-        if mode == MODE_POLL {
-            core::hint::spin_loop();
-            if polls.is_multiple_of(POLLS_PER_CLOCK_READ) && rdtsc().wrapping_sub(idle_since) > POLL_TIMEOUT_MS * tsc_khz() {
-                return Err(forwarder::Error::TimedOut);
-            }
-            continue;
-        }
-        if mode == MODE_ADAPTIVE && rdtsc().wrapping_sub(idle_since) < spin_cycles {
-            core::hint::spin_loop();
-            continue;
-        }
-        p.set_sleeping(true);
-        if p.response_ready() {
-            p.set_sleeping(false);
-            continue;
-        }
-        sleep();
-        p.set_sleeping(false);
+        waiter.step(p)?;
     }
     Ok(n)
 }
