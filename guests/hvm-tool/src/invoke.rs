@@ -144,3 +144,24 @@ pub fn result(port: &Port, core: u64) -> Result<(), Error> {
     out!("{} done={}", result_line(core, r.rcx, r.rbx), r.rdx);
     Ok(())
 }
+
+/// A sync invoke of `func(arg)` on `core` with a completion record (10 s): its result.
+pub fn sync(port: &Port, core: u64, func: u64, arg: u64) -> Result<u64, Error> {
+    let record = CompletionCell::default();
+    let seq = port.invoke(func, arg, core, 0, Some(std::slice::from_ref(&record)))?;
+    wait_record(port, &record, core, seq)
+}
+
+/// MERGE (`merge`) or UNMERGE on one core, waited for: its result.
+pub fn merge_sync(port: &Port, merge: bool, core: u64) -> Result<u64, Error> {
+    let record = CompletionCell::default();
+    let seq = port.merge(merge, core, Some(std::slice::from_ref(&record)))?;
+    wait_record(port, &record, core, seq)
+}
+
+/// Waits (10 s) until `record` shows `seq`; its result.
+fn wait_record(port: &Port, record: &CompletionCell, core: u64, seq: u64) -> Result<u64, Error> {
+    let timeout = crate::cli::DEFAULT_INVOKE_TIMEOUT;
+    wait(port, record, Instant::now() + timeout, |s| s == seq)?.map_err(|seen| no_result(core, timeout, seq, seen))?;
+    Ok(record.result.load(Ordering::Acquire))
+}

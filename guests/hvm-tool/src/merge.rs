@@ -9,7 +9,7 @@ use hvm_abi::ALL_CORES;
 
 use crate::cli::{Target, DEFAULT_INVOKE_TIMEOUT};
 use crate::hcall::{Port, Version};
-use crate::invoke::{cells, no_result, wait, CompletionCell};
+use crate::invoke::{cells, no_result, wait};
 use crate::{sys, Error};
 
 /// duet's HRT: invoke function 0, echo.
@@ -71,14 +71,6 @@ pub fn run(port: &Port, v: &Version, merge: bool, target: Target) -> Result<(), 
     }
 }
 
-/// A sync invoke of `func(arg)` on `core`: its result.
-fn invoke_sync(port: &Port, core: u64, func: u64, arg: u64) -> Result<u64, Error> {
-    let record = CompletionCell::default();
-    let seq = port.invoke(func, arg, core, 0, Some(std::slice::from_ref(&record)))?;
-    let timeout = DEFAULT_INVOKE_TIMEOUT;
-    wait(port, &record, Instant::now() + timeout, |s| s == seq)?.map_err(|seen| no_result(core, timeout, seq, seen))?;
-    Ok(record.result.load(Ordering::Acquire))
-}
 
 /// One anonymous private page that this process has never touched: mapped after
 /// `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)` (what is locked stays locked and present, but
@@ -128,7 +120,7 @@ impl Drop for UntouchedPage {
 /// The checks of `hvm merge-test` between MERGE and UNMERGE; the values for the report line.
 fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Result<(u64, u64, u64), Error> {
     let va = cell as *const AtomicU64 as u64;
-    let hrt_read = invoke_sync(port, core, FUNC_READ_USER, va)?;
+    let hrt_read = crate::invoke::sync(port, core, FUNC_READ_USER, va)?;
     if hrt_read != pattern {
         return Err(Error::failed(format!(
             "merge-test: the HRT read {hrt_read:#x} at {va:#x}, this process holds {pattern:#x} there \
@@ -136,7 +128,7 @@ fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Resu
             if hrt_read == NOT_MAPPED { "not mapped on the HRT" } else { "other bytes" }
         )));
     }
-    let flipped = invoke_sync(port, core, FUNC_FLIP_USER, va)?;
+    let flipped = crate::invoke::sync(port, core, FUNC_FLIP_USER, va)?;
     if flipped != !pattern {
         return Err(Error::failed(format!("merge-test: the HRT's flip at {va:#x} answered {flipped:#x}, expected {:#x}", !pattern)));
     }
@@ -150,7 +142,7 @@ fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Resu
     // A page this process never touched: not present in its page tables, so not on the HRT either
     // (what page-fault forwarding will serve). Touched, the HRT sees it at once: it walks the tables.
     let page = UntouchedPage::new()?;
-    let untouched = invoke_sync(port, core, FUNC_READ_USER, page.addr as u64)?;
+    let untouched = crate::invoke::sync(port, core, FUNC_READ_USER, page.addr as u64)?;
     if untouched != NOT_MAPPED {
         return Err(Error::failed(format!(
             "merge-test: the HRT read {untouched:#x} at the untouched page {:#x}, expected not mapped ({NOT_MAPPED:#x})",
@@ -160,7 +152,7 @@ fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Resu
     let touched_value = pattern.rotate_left(17);
     // SAFETY: the page is ours, mapped read-write, 4096 bytes, page-aligned; no reference points into it.
     unsafe { std::ptr::write_volatile(page.addr as *mut u64, touched_value) };
-    let touched = invoke_sync(port, core, FUNC_READ_USER, page.addr as u64)?;
+    let touched = crate::invoke::sync(port, core, FUNC_READ_USER, page.addr as u64)?;
     if touched != touched_value {
         return Err(Error::failed(format!(
             "merge-test: after this process touched the page at {:#x} the HRT read {touched:#x}, expected {touched_value:#x}",
@@ -179,32 +171,23 @@ pub fn test(port: &Port, core: u64) -> Result<(), Error> {
     let pattern = 0x6d_6572_6765_u64 ^ sys::rdtsc();
     let cell = Box::new(AtomicU64::new(pattern));
     sys::mlock(&*cell as *const AtomicU64 as usize, 8)?;
-    let merged = merge_sync_one(port, true, core)?;
+    let merged = crate::invoke::merge_sync(port, true, core)?;
     if merged != 0 {
         return Err(Error::failed(format!("merge-test: MERGE on core {core} answered {merged:#x}, not 0")));
     }
     let checks = merged_checks(port, core, &cell, pattern);
     // Unmerge whatever happened: the HRT must not keep the lower half of a process that exits.
-    let unmerged = merge_sync_one(port, false, core);
+    let unmerged = crate::invoke::merge_sync(port, false, core);
     let (hrt_read, flipped, touched) = checks?;
     let unmerged = unmerged?;
     if unmerged != 0 {
         return Err(Error::failed(format!("merge-test: UNMERGE on core {core} answered {unmerged:#x}, not 0")));
     }
     let echo = 0x6563_686f ^ pattern;
-    let got = invoke_sync(port, core, FUNC_ECHO, echo)?;
+    let got = crate::invoke::sync(port, core, FUNC_ECHO, echo)?;
     if got != echo {
         return Err(Error::failed(format!("merge-test: echo after UNMERGE answered {got:#x}, expected {echo:#x}")));
     }
     out!("merge-test ok pattern={pattern:#x} hrt_read={hrt_read:#x} flipped={flipped:#x} untouched=not-present touched={touched:#x}");
     Ok(())
-}
-
-/// MERGE or UNMERGE on one core: its result.
-fn merge_sync_one(port: &Port, merge: bool, core: u64) -> Result<u64, Error> {
-    let record = CompletionCell::default();
-    let seq = port.merge(merge, core, Some(std::slice::from_ref(&record)))?;
-    let timeout = DEFAULT_INVOKE_TIMEOUT;
-    wait(port, &record, Instant::now() + timeout, |s| s == seq)?.map_err(|seen| no_result(core, timeout, seq, seen))?;
-    Ok(record.result.load(Ordering::Acquire))
 }

@@ -24,9 +24,8 @@ use forwarder::layout::{self, MODE_ADAPTIVE, MODE_NOTIFY, MODE_POLL, PSEUDO_BASE
 use forwarder::{CacheLine, Channel, Consumer, Request};
 use hvm_abi::ForwardMode;
 
-use crate::cli::DEFAULT_INVOKE_TIMEOUT;
 use crate::hcall::Port;
-use crate::invoke::{no_result, wait, CompletionCell};
+use crate::invoke::CompletionCell;
 use crate::{sys, Error};
 
 /// HRT functions (docs/hypercalls.md "duet's HRT invoke functions").
@@ -211,7 +210,7 @@ impl<'p> Proxy<'p> {
             stats: Stats { served: vec![0; n], failed: vec![None; n], ..Stats::default() },
         };
         for &core in cores {
-            let r = merge_one(port, true, core)?;
+            let r = crate::invoke::merge_sync(port, true, core)?;
             if r != 0 {
                 return Err(Error::failed(format!("proxy: MERGE on core {core} answered {r:#x}, not 0")));
             }
@@ -240,11 +239,7 @@ impl<'p> Proxy<'p> {
 
     /// A sync invoke that forwards nothing (attach, detach, echo).
     pub fn call_quiet(&self, core: u64, func: u64, arg: u64) -> Result<u64, Error> {
-        let record = CompletionCell::default();
-        let seq = self.port.invoke(func, arg, core, 0, Some(std::slice::from_ref(&record)))?;
-        let timeout = DEFAULT_INVOKE_TIMEOUT;
-        wait(self.port, &record, Instant::now() + timeout, |s| s == seq)?.map_err(|seen| no_result(core, timeout, seq, seen))?;
-        Ok(record.result.load(Ordering::Acquire))
+        crate::invoke::sync(self.port, core, func, arg)
     }
 
     /// Posts `func(args[i])` on core `cores[i]` for every i, serves every channel until each
@@ -378,7 +373,7 @@ impl<'p> Proxy<'p> {
             }
         }
         for &core in &self.cores {
-            match merge_one(self.port, false, core) {
+            match crate::invoke::merge_sync(self.port, false, core) {
                 Ok(0) => {}
                 Ok(r) => {
                     first_error.get_or_insert(Error::failed(format!("proxy: UNMERGE on core {core} answered {r:#x}")));
@@ -420,13 +415,4 @@ fn open_doorbell() -> Result<File, Error> {
 /// Rings the HRT doorbell of `core` (`out 0xe8, eax`; duet raises the wake-up vector there).
 fn ring_hrt(port: &Port, core: u64) {
     port.ring_hrt(core as u32);
-}
-
-/// MERGE or UNMERGE on one core: its result.
-pub fn merge_one(port: &Port, merge: bool, core: u64) -> Result<u64, Error> {
-    let record = CompletionCell::default();
-    let seq = port.merge(merge, core, Some(std::slice::from_ref(&record)))?;
-    let timeout = DEFAULT_INVOKE_TIMEOUT;
-    wait(port, &record, Instant::now() + timeout, |s| s == seq)?.map_err(|seen| no_result(core, timeout, seq, seen))?;
-    Ok(record.result.load(Ordering::Acquire))
 }
