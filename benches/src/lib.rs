@@ -1,11 +1,13 @@
 //! Helpers for duet's benchmarks: timing a VM process until its console shows a line, and reading a
-//! process's memory use.
+//! process's memory use; and [`report`], how the micro-benchmarks report (JSON, CDF SVG, A/B compare).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+pub mod report;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
