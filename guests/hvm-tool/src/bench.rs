@@ -138,6 +138,16 @@ pub fn run(port: &Port, b: &BenchArgs) -> Result<(), Error> {
             let t1 = rdtsc();
             r.map(|()| t1.wrapping_sub(t0))
         })?,
+        BenchKind::Getpid => rounds(b, |_| {
+            let t0 = rdtsc();
+            // SAFETY: getpid has no arguments and no effect.
+            let r = unsafe { libc::syscall(libc::SYS_getpid) };
+            let t1 = rdtsc();
+            if r <= 0 {
+                return Err(Error::failed("getpid failed"));
+            }
+            Ok(t1.wrapping_sub(t0))
+        })?,
         BenchKind::Invoke => invoke(port, b)?,
         BenchKind::PingPong => return pingpong(port, b, khz),
         BenchKind::InvokePoll => return invoke_poll(port, b, khz),

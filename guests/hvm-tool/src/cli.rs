@@ -41,8 +41,8 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   probe-mem BASE LEN [--stride N]        map /dev/mem at BASE (page-aligned), read every N-th byte's
                                          u64 (default 8: all), write a pattern there, read again;
                                          counts what was not all ones (the HRT's memory must read so)
-  bench   null|exit|invoke|pingpong|invoke-poll|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
-                                         latency: VERSION, a plain port exit, a sync echo invoke,
+  bench   null|exit|getpid|invoke|pingpong|invoke-poll|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
+                                         latency: VERSION, a plain port exit, a native getpid, a sync echo invoke,
                                          a ping-pong with HRT function 8 through shared memory,
                                          an echo through HRT function 11's polled channel (no exit),
                                          VERSION from the HRT's ring 0 (function 10), an echo
@@ -114,6 +114,8 @@ pub enum BenchKind {
     Null,
     /// A write to an unclaimed port.
     Exit,
+    /// A native ROS getpid (the forwarding baseline).
+    Getpid,
     /// A sync invoke of func 0.
     Invoke,
     /// Rounds with HRT function 8.
@@ -134,6 +136,7 @@ impl BenchKind {
         match self {
             BenchKind::Null => "null",
             BenchKind::Exit => "exit",
+            BenchKind::Getpid => "getpid",
             BenchKind::Invoke => "invoke",
             BenchKind::PingPong => "pingpong",
             BenchKind::InvokePoll => "invoke-poll",
@@ -572,6 +575,7 @@ fn parse_bench(rest: &[String]) -> Result<Cmd, Error> {
     let kind = match arg(pos, 0, cmd)? {
         "null" => BenchKind::Null,
         "exit" => BenchKind::Exit,
+        "getpid" => BenchKind::Getpid,
         "invoke" => BenchKind::Invoke,
         "pingpong" => BenchKind::PingPong,
         "invoke-poll" => BenchKind::InvokePoll,
