@@ -493,8 +493,10 @@ fn latency(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Error> {
         }
         // SAFETY: the HRT wrote the samples before completing the invoke (acquire in `run`).
         let mut samples: Vec<u64> = buf[2..].iter().map(|w| unsafe { std::ptr::read_volatile(w) }).collect();
+        let bench = format!("forward-{name}-{}", mode.name());
+        lines.extend(crate::stats::sample_lines(&bench, khz, &samples));
         if let Some(s) = crate::stats::summarize(&mut samples) {
-            lines.push(s.line(&format!("forward-{name}-{}", mode.name()), khz));
+            lines.push(s.line(&bench, khz));
         }
     }
     let stopped = proxy.stop();

@@ -61,6 +61,18 @@ impl Summary {
     }
 }
 
+/// `bench-samples=NAME tsc_khz=K C C ...` lines, 64 samples each, in the order taken (the host's
+/// report keeps them for its CDF plot: benches/src/report).
+pub fn sample_lines(name: &str, khz: u64, samples: &[u64]) -> Vec<String> {
+    samples
+        .chunks(64)
+        .map(|chunk| {
+            let words: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            format!("bench-samples={name} tsc_khz={khz} {}", words.join(" "))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +88,15 @@ mod tests {
         assert_eq!(summarize(&mut []), None);
         assert_eq!(x.line("t", 1_000_000).split(' ').next(), Some("bench=t"));
         assert_eq!(cycles_to_ns(3_000, 3_000_000), 1_000);
+    }
+
+    #[test]
+    fn sample_lines_come_in_chunks_of_64() {
+        let samples: Vec<u64> = (1..=130).collect();
+        let lines = sample_lines("x", 7, &samples);
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("bench-samples=x tsc_khz=7 1 2 "));
+        assert_eq!(lines[2], "bench-samples=x tsc_khz=7 129 130");
+        assert!(sample_lines("x", 7, &[]).is_empty());
     }
 }
