@@ -79,6 +79,8 @@ fn poll_mode_forwards_getpid_split_execution_stress_and_detects_corruption() {
             line(text, "split read ok bytes=1048576 ");
             let touch = line(text, "split touch ok pages=64 resident_before=0 ");
             assert!(field(touch, "page_faults=") >= 64, "{touch}");
+            // CPL3 on the HRT: split code cannot make port I/O (hypercalls, the debug port).
+            line(text, "split port-io ok status=0x10d");
             line(text, "forward-test split ok mode=poll ");
             // Both HRT cores at once: a million echo pseudo-calls (every answer checked, none lost or
             // duplicated), then real system calls (lseek answers the offset asked for).

@@ -49,6 +49,11 @@ const MSR_LSTAR: u32 = 0xC000_0082;
 const MSR_SFMASK: u32 = 0xC000_0084;
 /// SFMASK: `syscall` clears TF, IF, DF, NT and AC.
 const SFMASK: u64 = 0x100 | 0x200 | 0x400 | 0x4000 | 0x4_0000;
+/// RFLAGS bits user code may set: CF, PF, AF, ZF, SF, TF, DF, OF, AC, ID. Not IOPL (port I/O and
+/// `cli` at CPL3), NT, RF, VM, VIF, VIP; IF is always on.
+const USER_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x20_0000;
+/// RFLAGS bit 1 (always one) and IF.
+const RFLAGS_FIXED: u64 = 0x2 | 0x200;
 
 // Linux x86-64 system calls the HRT does itself or follows up.
 const SYS_MMAP: u64 = 9;
@@ -392,7 +397,9 @@ pub fn trap(frame: &mut TrapFrame) {
     match frame.vector {
         VECTOR_SYSCALL => syscall(b, frame),
         14 if frame.rip == entry => {
-            // PVM: `syscall` loaded RIP, RCX and R11 but stayed at CPL3; finish it here.
+            // PVM: `syscall` loaded RIP, RCX and R11 but stayed at CPL3; finish it here. (User code
+            // that jumps to the entry itself gets the same: R11 is then its own, so RFLAGS is
+            // sanitized in `syscall`.)
             frame.rip = frame.rcx;
             frame.rflags = frame.r11;
             syscall(b, frame)
@@ -428,6 +435,8 @@ fn syscall(b: *mut CoreBlock, frame: &mut TrapFrame) {
         }
     };
     frame.rax = result as u64;
+    // The iretq back to CPL3 must not hand user code IOPL, NT or VM, whatever R11 held.
+    frame.rflags = (frame.rflags & USER_RFLAGS) | RFLAGS_FIXED;
 }
 
 /// `arch_prctl` on the HRT: the FS base is this core's (the process's thread in the ROS keeps its

@@ -5,7 +5,7 @@
 //! - `split`: ROS functions of this program run at CPL3 on an HRT core (function 17): one prints
 //!   through a forwarded `write()`, one does open/write/lseek/read/close on a ROS file, one reads
 //!   1 MiB straight into merged memory, one touches never-touched mmap memory (page-fault
-//!   forwarding);
+//!   forwarding), and one tries port I/O, which must fault (#GP) and end the execution;
 //! - `stress`: every HRT core at once forwards the echo pseudo-call (function 18), each request
 //!   with its own number and answer, so every answer is checked and none can be lost or
 //!   duplicated; `stress-lseek` forwards `lseek(fd, number, SEEK_SET)` instead (a Linux system
@@ -367,7 +367,22 @@ fn split_checks(proxy: &mut Proxy<'_>, core: u64) -> Result<(), Error> {
         )));
     }
     out!("split touch ok pages={pages} resident_before=0 page_faults={}", r.page_faults);
+
+    // 5. Confinement: port I/O (a hypercall attempt) from split code faults (#GP) and ends it.
+    let r = split(proxy, core, split_port_io, 0)?;
+    if r.status != forwarder::layout::SPLIT_EXCEPTION + 13 {
+        return Err(Error::failed(format!("split port-io: status {:#x} (result {:#x}), not #GP (0x10d)", r.status, r.result)));
+    }
+    out!("split port-io ok status={:#x}", r.status);
     Ok(())
+}
+
+/// Runs on the HRT: a hypercall attempt (`out 0xe4, eax`) at CPL3, which must fault (#GP: no I/O
+/// permission on HRT cores), ending the execution. Returns 0 if it did not.
+extern "C" fn split_port_io(_arg: u64) -> u64 {
+    // SAFETY: on the HRT this faults before it does anything; it is never run in the ROS.
+    unsafe { core::arch::asm!("out 0xe4, eax", in("eax") 0u32, options(nomem, nostack)) };
+    0
 }
 
 /// How many of `pages` pages at `base` are resident (mincore).
