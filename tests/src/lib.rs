@@ -103,6 +103,25 @@ pub fn guest_image(name: &str) -> PathBuf {
     path
 }
 
+/// The Linux tests' partitioned VM: duet's test kernel as the ROS (1 vCPU, 256 MiB, its init runs
+/// `script`) beside duet's HRT (`hrt_vcpus` cores, 64 MiB), console captured, no input. The script
+/// is one double-quoted init argument: Linux passes at most 32 arguments to init. Callers adjust the
+/// `[hrt]` section (boot, command line, forwarding mode) before building the VM.
+pub fn linux_partitioned_config(hrt_vcpus: u32, script: &str) -> config::Config {
+    let mut ros = config::RosConfig::new(guest_image("vmlinux-test"));
+    ros.memory = 256 << 20;
+    ros.initramfs = Some(guest_image("initramfs.cpio"));
+    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off duet.expect_cpus=1 -- \"{script}\"");
+    let mut cfg = config::Config::from_ros(ros);
+    let mut hrt = config::HrtConfig::new(guest_image("hrt.elf"));
+    hrt.vcpus = hrt_vcpus;
+    hrt.memory = 64 << 20;
+    cfg.hrt = Some(hrt);
+    cfg.console.output = config::ConsoleOutput::Capture;
+    cfg.console.input = false;
+    cfg
+}
+
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).expect("/proc/self/fd")

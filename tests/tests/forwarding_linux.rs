@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use duet_tests::guest_image;
 use vmm::ExitReason;
 
 /// Generous: on a PVM host guest ring 0 is emulated and a boot takes about a minute.
@@ -23,19 +22,10 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn partitioned(hrt_vcpus: u32, mode: config::ForwardMode, script: &str) -> (vmm::Outcome, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut ros = config::RosConfig::new(guest_image("vmlinux-test"));
-    ros.memory = 256 << 20;
-    ros.initramfs = Some(guest_image("initramfs.cpio"));
-    // The script is one double-quoted init argument: Linux passes at most 32 arguments to init.
-    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off duet.expect_cpus=1 -- \"{script}\"");
-    let mut cfg = config::Config::from_ros(ros);
-    let mut hrt = config::HrtConfig::new(guest_image("hrt.elf"));
-    hrt.vcpus = hrt_vcpus;
-    hrt.memory = 64 << 20;
-    hrt.forward = mode;
-    cfg.hrt = Some(hrt);
-    cfg.console.output = config::ConsoleOutput::Capture;
-    cfg.console.input = false;
+    let mut cfg = duet_tests::linux_partitioned_config(hrt_vcpus, script);
+    if let Some(hrt) = cfg.hrt.as_mut() {
+        hrt.forward = mode;
+    }
     let out = vmm::Vm::new(&cfg).expect("build the VM").run(Some(LIMIT)).expect("run the VM");
     let text = out.console_text();
     (out, text)
