@@ -71,27 +71,22 @@ impl Ros {
     /// Invokes `func(arg)` on `core` with a completion record at [`COMPLETION`] and spins until it is
     /// filled; leaves the result in RBX.
     fn invoke_sync(&mut self, func: u64, arg: u64, core: u64) {
-        let a = &mut self.a;
-        a.mov(r8, COMPLETION).expect("asm");
-        a.mov(qword_ptr(r8), 0).expect("asm");
-        self.op(Op::Invoke, [func, arg, core, 0, COMPLETION]);
-        let a = &mut self.a;
-        a.mov(r12, rbx).expect("asm");
-        let mut spin = a.create_label();
-        a.set_label(&mut spin).expect("asm");
-        a.pause().expect("asm");
-        a.cmp(qword_ptr(r8), r12).expect("asm");
-        a.jne(spin).expect("asm");
-        a.mov(rbx, qword_ptr(r8 + 8)).expect("asm");
+        self.op_sync(Op::Invoke, [func, arg, core, 0, COMPLETION]);
     }
 
     /// MERGE (`merge`) or UNMERGE on `core` with a completion record at [`COMPLETION`], spinning
     /// until it is filled; leaves the HRT's result in RBX (and RAX = the hypercall's status).
     fn merge_sync(&mut self, merge: bool, core: u64) {
+        self.op_sync(if merge { Op::Merge } else { Op::Unmerge }, [core, 0, 0, 0, COMPLETION]);
+    }
+
+    /// Clears the completion record at [`COMPLETION`], makes `op(args)` (which names it), and spins
+    /// until the record holds the sequence number the call answered in RBX; leaves its result in RBX.
+    fn op_sync(&mut self, op: Op, args: [u64; 5]) {
         let a = &mut self.a;
         a.mov(r8, COMPLETION).expect("asm");
         a.mov(qword_ptr(r8), 0).expect("asm");
-        self.op(if merge { Op::Merge } else { Op::Unmerge }, [core, 0, 0, 0, COMPLETION]);
+        self.op(op, args);
         let a = &mut self.a;
         a.mov(r12, rbx).expect("asm");
         let mut spin = a.create_label();
