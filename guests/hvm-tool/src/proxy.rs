@@ -325,7 +325,7 @@ impl<'p> Proxy<'p> {
                     }
                     self.stats.served[i] += 1;
                     if self.mode.mode != MODE_POLL && consumer.peer_sleeping() {
-                        ring_hrt(self.port, self.cores[i]);
+                        self.port.ring_hrt(self.cores[i] as u32);
                         self.stats.rings += 1;
                     }
                     any = true;
@@ -412,7 +412,3 @@ fn open_doorbell() -> Result<File, Error> {
     Ok(tty)
 }
 
-/// Rings the HRT doorbell of `core` (`out 0xe8, eax`; duet raises the wake-up vector there).
-fn ring_hrt(port: &Port, core: u64) {
-    port.ring_hrt(core as u32);
-}
