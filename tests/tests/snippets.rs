@@ -48,6 +48,37 @@ fn debug_port_marks_are_timestamped_in_order() {
     assert!(out.marks[1].since_start <= out.elapsed);
 }
 
+/// Marks carry each vCPU's KVM statistics (binary stats fd): 50 `out`s to a port nothing claims
+/// between two marks are at least 50 exits, and the first mark's own exit is in the
+/// second's count.
+#[test]
+fn marks_carry_the_vcpus_kvm_exit_counts() {
+    let mut a = asm();
+    a.mov(eax, 0x1000u32).expect("asm");
+    a.mov(dx, 0xf8u32).expect("asm");
+    a.out(dx, eax).expect("asm");
+    a.mov(ecx, 50u32).expect("asm");
+    a.mov(dx, 0x510u32).expect("asm");
+    let mut top = a.create_label();
+    a.set_label(&mut top).expect("asm");
+    a.out(dx, al).expect("asm");
+    a.dec(ecx).expect("asm");
+    a.jnz(top).expect("asm");
+    a.mov(eax, 0x1001u32).expect("asm");
+    a.mov(dx, 0xf8u32).expect("asm");
+    a.out(dx, eax).expect("asm");
+    exit_with(&mut a, 0);
+    let out = run(&tiny_config(&scratch("mark-stats"), &tiny_kernel(a)), LIMIT);
+    assert_eq!(out.reason, ExitReason::Exit(0));
+    let [first, second] = &out.marks[..] else { panic!("marks: {:?}", out.marks) };
+    assert_eq!(first.vcpus.len(), 1, "one ROS vCPU sampled: {:?}", first.vcpus);
+    let ros = vmm::stats::Partition::Ros;
+    let d = second.total(ros).since(&first.total(ros));
+    // PVM counts these in `exits` but not in `io_exits` (its port I/O goes through its emulator).
+    assert!(d.exits >= 51 && d.exits >= d.io_exits, "phase: {d:?}");
+    assert!(d.exits < 60, "a loop of 50 outs and one mark cost {} exits", d.exits);
+}
+
 #[test]
 fn i8042_reset_stops_the_vm() {
     let mut a = asm();

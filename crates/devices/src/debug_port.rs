@@ -33,12 +33,22 @@ pub const MARK_KERNEL_MAIN: u32 = 3;
 pub const SIGNATURE: [u8; 4] = *b"DUET";
 
 /// A point in time a guest marked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     /// The code the guest wrote.
     pub code: u32,
     /// When the VMM saw it.
     pub at: Instant,
+    /// What the port's [`MarkProbe`] sampled at that moment (empty without one).
+    pub counters: Vec<u64>,
+}
+
+/// Samples counters at the moment of a mark. The VMM gives the debug port one that reads each
+/// vCPU's KVM statistics, so that a guest can bracket a phase with two marks and learn its VM exits.
+/// The meaning of the values is the probe's.
+pub trait MarkProbe: Send + Sync {
+    /// The counters now.
+    fn sample(&self) -> Vec<u64>;
 }
 
 /// Marks recorded so far, shared with the VMM.
@@ -48,16 +58,38 @@ pub type Marks = Arc<Mutex<Vec<Mark>>>;
 pub const MAX_MARKS: usize = 4096;
 
 /// The debug port device.
-#[derive(Debug)]
 pub struct DebugPort {
     stop: Arc<StopSignal>,
     marks: Marks,
+    probe: Option<Arc<dyn MarkProbe>>,
+}
+
+impl std::fmt::Debug for DebugPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DebugPort").field("probe", &self.probe.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl DebugPort {
     /// A port that stops the VM through `stop` and records marks into `marks`.
     pub fn new(stop: Arc<StopSignal>, marks: Marks) -> Self {
-        DebugPort { stop, marks }
+        DebugPort { stop, marks, probe: None }
+    }
+
+    /// The same port, sampling `probe` at every mark.
+    pub fn with_probe(mut self, probe: Arc<dyn MarkProbe>) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+}
+
+/// Records a mark with `code` into `marks` (at most [`MAX_MARKS`]), sampling `probe` if any.
+pub fn record_mark(marks: &Marks, code: u32, probe: Option<&dyn MarkProbe>) {
+    let at = Instant::now();
+    let counters = probe.map(MarkProbe::sample).unwrap_or_default();
+    let mut marks = marks.lock().unwrap_or_else(|p| p.into_inner());
+    if marks.len() < MAX_MARKS {
+        marks.push(Mark { code, at, counters });
     }
 }
 
@@ -85,12 +117,7 @@ impl PioDevice for DebugPort {
         let Some(v) = value(data) else { return };
         match offset {
             EXIT_OFFSET => self.stop.request(StopRequest::Exit(v)),
-            MARK_OFFSET => {
-                let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-                if marks.len() < MAX_MARKS {
-                    marks.push(Mark { code: v, at: Instant::now() });
-                }
-            }
+            MARK_OFFSET => record_mark(&self.marks, v, self.probe.as_deref()),
             _ => {}
         }
     }

@@ -21,6 +21,7 @@ mod kick;
 pub mod outcome;
 pub mod plan;
 pub mod platform;
+pub mod stats;
 pub mod vcpu;
 pub mod vm;
 

@@ -31,12 +31,22 @@ impl fmt::Display for ExitReason {
 }
 
 /// A point in time the guest marked on the debug port, relative to the VMM's start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkAt {
     /// The mark's code.
     pub code: u32,
     /// Time since `Vm::new` began.
     pub since_start: Duration,
+    /// Every vCPU's KVM counters at the mark (empty on a host without KVM's stats fd). The
+    /// difference between two marks is what the phase between them cost: see [`crate::stats`].
+    pub vcpus: Vec<crate::stats::VcpuSample>,
+}
+
+impl MarkAt {
+    /// The counters of `partition`'s vCPUs added up.
+    pub fn total(&self, partition: crate::stats::Partition) -> crate::stats::Counters {
+        self.vcpus.iter().filter(|v| v.partition == partition).fold(Default::default(), |t, v| t.plus(&v.counters))
+    }
 }
 
 /// The result of [`crate::Vm::run`].

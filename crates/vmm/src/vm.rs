@@ -138,6 +138,7 @@ impl Vm {
 
         let stop = Arc::new(StopSignal::new().map_err(VmmError::io("creating the stop eventfd"))?);
         let marks = Marks::default();
+        let probe = Arc::new(crate::stats::StatsProbe::default());
         let (sink, capture) = console_sink(&cfg.console.output)?;
         let serial_irq = EventFdTrigger::new().map_err(VmmError::io("creating the serial interrupt eventfd"))?;
         vm.register_irqfd(&serial_irq.0, COM1_IRQ).map_err(VmmError::kvm("KVM_IRQFD (serial)"))?;
@@ -145,12 +146,13 @@ impl Vm {
         let mut bus = PioBus::new();
         bus.insert(COM1_PORT, SERIAL_PORTS, serial.clone())?;
         bus.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
-        bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(DebugPort::new(stop.clone(), marks.clone()))))?;
+        bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(DebugPort::new(stop.clone(), marks.clone()).with_probe(probe.clone()))))?;
 
         let base_cpuid = setup::supported_cpuid(&kvm)?;
         let mut vcpus = Vec::with_capacity(usize::from(vcpu_count));
         for id in 0..vcpu_count {
             let vcpu = vm.create_vcpu(u64::from(id)).map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+            probe.add(crate::stats::Partition::Ros, id, &vcpu);
             let cpuid = setup::cpuid_for(&base_cpuid, id, vcpu_count, plan.platform.cpuid_mask);
             setup::configure_common(&vcpu, id, &cpuid)?;
             if id == 0 {
@@ -176,6 +178,7 @@ impl Vm {
                     sink: &sink,
                     stop: stop.clone(),
                     marks: marks.clone(),
+                    probe: probe.clone(),
                     stopping: stopping.clone(),
                 })?)
             }
@@ -253,7 +256,11 @@ impl Vm {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|m| MarkAt { code: m.code, since_start: m.at.saturating_duration_since(self.started) })
+            .map(|m| MarkAt {
+                code: m.code,
+                since_start: m.at.saturating_duration_since(self.started),
+                vcpus: crate::stats::StatsProbe::decode(&m.counters),
+            })
             .collect();
         {
             use std::io::Write;

@@ -54,6 +54,8 @@ pub struct BuildArgs<'a> {
     pub platform: &'a PlatformSettings,
     /// The console the ROS writes to.
     pub sink: &'a ConsoleSink,
+    /// Samples every vCPU's KVM statistics at each mark (gets the HRT's vCPUs).
+    pub probe: Arc<crate::stats::StatsProbe>,
     /// The VM's stop signal.
     pub stop: Arc<StopSignal>,
     /// Marks.
@@ -103,6 +105,7 @@ pub fn build(a: BuildArgs<'_>) -> Result<Partitioned, VmmError> {
     for core in 0..hrt_cores {
         let apic = u8::try_from(ros_cores + core).map_err(|_| VmmError::Unsupported("more than 255 vCPUs in all"))?;
         let fd = vm.create_vcpu(u64::from(apic)).map_err(VmmError::kvm("KVM_CREATE_VCPU (HRT)"))?;
+        a.probe.add(crate::stats::Partition::Hrt, core as u8, &fd);
         let cpuid = setup::cpuid_for(a.cpuid, apic, total, a.platform.cpuid_mask);
         setup::configure_common(&fd, apic, &cpuid)?;
         lapics.push(fd.get_lapic().map_err(VmmError::kvm("KVM_GET_LAPIC (HRT)"))?);
@@ -133,7 +136,7 @@ pub fn build(a: BuildArgs<'_>) -> Result<Partitioned, VmmError> {
     let irq = EventFdTrigger::new().map_err(VmmError::io("creating the HRT serial's (unused) interrupt eventfd"))?;
     let serial = SerialPort::new(irq, std::io::LineWriter::new(sink));
     bus.insert(COM1_PORT, SERIAL_PORTS, Arc::new(Mutex::new(serial)))?;
-    bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(HrtDebugPort::new(&hvm, a.marks))))?;
+    bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(HrtDebugPort::new(&hvm, a.marks, Some(a.probe)))))?;
     let bus = Arc::new(bus);
     let vcpus = fds
         .into_iter()

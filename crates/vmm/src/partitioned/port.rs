@@ -2,10 +2,9 @@
 //! to the ROS), not the VM; marks are recorded with bit 31 set so they stay apart from the ROS's.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
 
 use devices::bus::PioDevice;
-use devices::debug_port::{Mark, Marks, EXIT_OFFSET, MARK_OFFSET, MAX_MARKS, SIGNATURE};
+use devices::debug_port::{record_mark, MarkProbe, Marks, EXIT_OFFSET, MARK_OFFSET, SIGNATURE};
 
 use super::Hvm;
 
@@ -16,12 +15,13 @@ pub const HRT_MARK_BIT: u32 = 1 << 31;
 pub struct HrtDebugPort {
     hvm: Weak<Hvm>,
     marks: Marks,
+    probe: Option<Arc<dyn MarkProbe>>,
 }
 
 impl HrtDebugPort {
     /// A port reporting to `hvm`.
-    pub fn new(hvm: &Arc<Hvm>, marks: Marks) -> Self {
-        HrtDebugPort { hvm: Arc::downgrade(hvm), marks }
+    pub fn new(hvm: &Arc<Hvm>, marks: Marks, probe: Option<Arc<dyn MarkProbe>>) -> Self {
+        HrtDebugPort { hvm: Arc::downgrade(hvm), marks, probe }
     }
 }
 
@@ -46,12 +46,7 @@ impl PioDevice for HrtDebugPort {
                     hvm.hrt_exited(value(data));
                 }
             }
-            MARK_OFFSET => {
-                let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-                if marks.len() < MAX_MARKS {
-                    marks.push(Mark { code: value(data) | HRT_MARK_BIT, at: Instant::now() });
-                }
-            }
+            MARK_OFFSET => record_mark(&self.marks, value(data) | HRT_MARK_BIT, self.probe.as_deref()),
             _ => {}
         }
     }
