@@ -6,6 +6,9 @@
 //! - [`serial`]: a 16550A UART (vm-superio) on COM1 whose output goes to a [`console::ConsoleSink`].
 //! - [`i8042`]: the keyboard controller's CPU-reset line (how Linux reboots).
 //! - [`debug_port`]: duet's debug/exit port: the guest writes an exit status or a timestamp mark.
+//! - [`virtio`]: virtio-mmio devices (block) for Linux's stock drivers; the VMM routes the
+//!   MMIO window to [`virtio::mmio::MmioTransport`], queue notifications from ioeventfds to its `notify`,
+//!   and its interrupt eventfd to an irqfd.
 
 pub mod bus;
 pub mod console;
@@ -13,6 +16,7 @@ pub mod debug_port;
 pub mod i8042;
 pub mod serial;
 pub mod stop;
+pub mod virtio;
 
 use vmm_sys_util::eventfd::EventFd;
 
@@ -40,5 +44,5 @@ impl EventFdTrigger {
     }
 }
 
-/// `EFD_NONBLOCK` (kept here so this crate needs no libc dependency).
-pub(crate) const EFD_NONBLOCK: i32 = 0o4000;
+/// `EFD_NONBLOCK`, for the eventfds devices create.
+pub(crate) const EFD_NONBLOCK: i32 = libc::EFD_NONBLOCK;
