@@ -8,10 +8,14 @@
 //! partitioned VM), so a descriptor cannot make a device touch anything else.
 //!
 //! - [`mmio`]: the transport, the Linux command-line fragment that announces it.
+//! - [`chain`]: the bounded walk that checks a descriptor chain before a device uses it.
 //! - [`block`]: virtio-blk over a raw image file.
+//! - [`net`]: virtio-net over a TAP interface.
 
 pub mod block;
+pub mod chain;
 pub mod mmio;
+pub mod net;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -3,9 +3,8 @@
 //! The chain is read as the spec's byte stream (§5.2.6): device-readable bytes (the 16-byte header, then
 //! the data of a write), then device-writable bytes (the data of a read or GET_ID, then the status byte,
 //! the chain's last writable byte). How the driver cuts that stream into descriptors is its business
-//! (`VIRTIO_F_ANY_LAYOUT` is implied by version 1); every descriptor must lie in guest memory, the chain
-//! must end (no loop, no index out of range, no unreadable descriptor) within [`MAX_DESCRIPTORS`], and
-//! readable descriptors come first. A request that breaks a rule completes with `VIRTIO_BLK_S_IOERR`
+//! (`VIRTIO_F_ANY_LAYOUT` is implied by version 1); the chain must pass [`inspect`] (every buffer in guest
+//! memory, an end within [`MAX_DESCRIPTORS`], readable descriptors first). A request that breaks a rule completes with `VIRTIO_BLK_S_IOERR`
 //! when there is a writable byte for the status, and with nothing written when there is none.
 
 use std::fs::File;
@@ -17,9 +16,10 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_queue::{DescriptorChain, Reader, Writer};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
+use vm_memory::{Bytes, GuestAddress};
 
-use super::super::Memory;
+use crate::virtio::chain::{inspect, ChainError, ChainLayout};
+use crate::virtio::Memory;
 
 /// Bytes in a sector, the unit of `sector` in a request and of the capacity.
 pub const SECTOR_SIZE: u64 = 512;
@@ -43,24 +43,9 @@ pub(super) type Bounce = [u8; BOUNCE_SIZE];
 /// `VIRTIO_BLK_S_IOERR` for the rest.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// The chain does not end: a loop, a `next` out of range, or a descriptor (or indirect table) that
-    /// cannot be read.
-    #[error("the descriptor chain is broken (a loop, an index out of range or an unreadable descriptor)")]
-    BrokenChain,
-    /// More descriptors than a request may have.
-    #[error("the descriptor chain has more than {MAX_DESCRIPTORS} descriptors")]
-    TooManyDescriptors,
-    /// A device-readable descriptor after a device-writable one.
-    #[error("a device-readable descriptor follows a device-writable one")]
-    ReadableAfterWritable,
-    /// A descriptor's buffer is not (entirely) in guest memory.
-    #[error("descriptor buffer {addr:#x}+{len:#x} is not in guest memory")]
-    OutsideMemory {
-        /// Guest-physical address of the buffer.
-        addr: u64,
-        /// Its length.
-        len: u32,
-    },
+    /// The chain is malformed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
     /// No device-writable byte to put the status in.
     #[error("the chain has no device-writable byte for the status")]
     NoStatus,
@@ -137,14 +122,15 @@ pub(super) fn handle(
     mem: &Memory,
     chain: DescriptorChain<&Memory>,
 ) -> Completion {
-    let status_at = match check_chain(mem, chain.clone()) {
-        Ok(at) => at,
-        Err((e, status_at)) => return fail(mem, status_at, e),
+    let status_at = match inspect(mem, chain.clone(), MAX_DESCRIPTORS) {
+        (layout, Some(e)) => return fail(mem, layout.last_writable, e.into()),
+        (ChainLayout { last_writable: Some(at), .. }, None) => at,
+        (_, None) => return fail(mem, None, RequestError::NoStatus),
     };
     let (reader, writer) = match (Reader::new(mem, chain.clone()), Writer::new(mem, chain)) {
         (Ok(r), Ok(w)) => (r, w),
         // The checks above make this unreachable: every buffer is in memory and the total is bounded.
-        _ => return fail(mem, Some(status_at), RequestError::BrokenChain),
+        _ => return fail(mem, Some(status_at), ChainError::Broken.into()),
     };
     let mut data = writer;
     let Some(data_len) = data.available_bytes().checked_sub(1) else {
@@ -172,52 +158,6 @@ fn fail(mem: &Memory, status_at: Option<GuestAddress>, e: RequestError) -> Compl
     match status_at {
         Some(at) if mem.write_obj(e.status(), at).is_ok() => Completion { used_len: 1, result: Err(e) },
         _ => Completion { used_len: 0, result: Err(e) },
-    }
-}
-
-/// Walks the chain once: every buffer in guest memory, readable before writable, an end within
-/// [`MAX_DESCRIPTORS`]. Returns where the status byte goes: the chain's last device-writable byte. On
-/// failure, returns the first error and that byte if the device can reach it (a buffer outside memory does
-/// not stop the walk, so a bad data buffer still gets an error status).
-fn check_chain(
-    mem: &Memory,
-    chain: DescriptorChain<&Memory>,
-) -> Result<GuestAddress, (RequestError, Option<GuestAddress>)> {
-    let mut status_at = None;
-    let mut error = None;
-    let mut seen_writable = false;
-    let mut ended = false;
-    for (n, desc) in chain.enumerate() {
-        if n == MAX_DESCRIPTORS {
-            return Err((RequestError::TooManyDescriptors, status_at));
-        }
-        let (addr, len) = (desc.addr(), desc.len());
-        let writable = desc.is_write_only();
-        let access = if writable { Permissions::Write } else { Permissions::Read };
-        let in_memory = mem.check_range(addr, len as usize, access);
-        if !in_memory {
-            error.get_or_insert(RequestError::OutsideMemory { addr: addr.raw_value(), len });
-        }
-        if writable {
-            seen_writable = true;
-            if len > 0 {
-                // In memory, the last byte's address cannot overflow.
-                status_at = if in_memory { addr.checked_add(u64::from(len) - 1) } else { None };
-            }
-        } else if seen_writable {
-            error.get_or_insert(RequestError::ReadableAfterWritable);
-        }
-        ended = !desc.has_next();
-    }
-    // The iterator stops early, with the last descriptor still pointing on, when the chain loops or
-    // points out of the table (or an indirect table is unusable).
-    if !ended {
-        error.get_or_insert(RequestError::BrokenChain);
-    }
-    match (error, status_at) {
-        (Some(e), at) => Err((e, at)),
-        (None, Some(at)) => Ok(at),
-        (None, None) => Err((RequestError::NoStatus, None)),
     }
 }
 
