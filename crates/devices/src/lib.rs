@@ -6,7 +6,7 @@
 //! - [`serial`]: a 16550A UART (vm-superio) on COM1 whose output goes to a [`console::ConsoleSink`].
 //! - [`i8042`]: the keyboard controller's CPU-reset line (how Linux reboots).
 //! - [`debug_port`]: duet's debug/exit port: the guest writes an exit status or a timestamp mark.
-//! - [`virtio`]: virtio-mmio devices (block, net) for Linux's stock drivers; the VMM routes the
+//! - [`virtio`]: virtio-mmio devices (block, net, vsock) for Linux's stock drivers; the VMM routes the
 //!   MMIO window to [`virtio::mmio::MmioTransport`], queue notifications from ioeventfds to its `notify`,
 //!   and its interrupt eventfd to an irqfd.
 

@@ -11,11 +11,13 @@
 //! - [`chain`]: the bounded walk that checks a descriptor chain before a device uses it.
 //! - [`block`]: virtio-blk over a raw image file.
 //! - [`net`]: virtio-net over a TAP interface.
+//! - [`vsock`]: virtio-vsock over host Unix sockets (Firecracker's convention).
 
 pub mod block;
 pub mod chain;
 pub mod mmio;
 pub mod net;
+pub mod vsock;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
