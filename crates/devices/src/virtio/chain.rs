@@ -91,3 +91,49 @@ pub fn inspect(
     }
     (layout, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_queue::desc::{split::Descriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestAddress;
+
+    use super::*;
+    use crate::virtio::testing::{memory, MEM_SIZE};
+
+    const W: u16 = VRING_DESC_F_WRITE as u16;
+    const N: u16 = VRING_DESC_F_NEXT as u16;
+
+    /// Lays `descs` out as one chain (flags and next exactly as given) and inspects it.
+    fn check(descs: &[(u64, u32, u16, u16)], max: usize) -> (ChainLayout, Option<ChainError>) {
+        let mem = memory();
+        let q = MockSplitQueue::create(&mem, GuestAddress(0), 16);
+        let raw: Vec<RawDescriptor> =
+            descs.iter().map(|&(a, l, f, n)| RawDescriptor::from(Descriptor::new(a, l, f, n))).collect();
+        let chain = q.build_multiple_desc_chains(&raw).expect("chain");
+        inspect(&mem, chain, max)
+    }
+
+    #[test]
+    fn a_sound_chain_has_its_layout() {
+        let (layout, err) = check(&[(0x10000, 16, N, 1), (0x20000, 512, N | W, 2), (0x30000, 1, W, 0)], 8);
+        assert_eq!(err, None);
+        assert_eq!((layout.readable, layout.writable), (16, 513));
+        assert_eq!(layout.last_writable, Some(GuestAddress(0x30000)));
+    }
+
+    #[test]
+    fn each_fault_is_named() {
+        // A loop ends at the queue's size (16) through virtio-queue's TTL, or at the device's limit first.
+        assert_eq!(check(&[(0x10000, 16, N, 1), (0x20000, 1, N | W, 1)], 64).1, Some(ChainError::Broken));
+        assert_eq!(check(&[(0x10000, 16, N, 1), (0x20000, 1, N | W, 1)], 8).1, Some(ChainError::TooLong { max: 8 }));
+        assert_eq!(check(&[(0x10000, 16, N, 99)], 8).1, Some(ChainError::Broken));
+        assert_eq!(check(&[(0x10000, 1, W | N, 1), (0x20000, 16, 0, 0)], 8).1, Some(ChainError::ReadableAfterWritable));
+        let (layout, err) = check(&[(MEM_SIZE - 4, 16, N, 1), (0x20000, 1, W, 0)], 8);
+        assert_eq!(err, Some(ChainError::OutsideMemory { addr: MEM_SIZE - 4, len: 16 }));
+        assert_eq!(layout.last_writable, Some(GuestAddress(0x20000)), "the walk went on to the status");
+        let long: Vec<_> = (0..10u16).map(|i| (0x10000, 1, N, i + 1)).collect();
+        assert_eq!(check(&long, 4).1, Some(ChainError::TooLong { max: 4 }));
+    }
+}

@@ -7,6 +7,10 @@
 //! interrupt eventfd into an irqfd on the device's line, and tells Linux where the device is with
 //! [`cmdline_fragment`]. Registers are 32 bits wide and aligned; any other access to them is ignored (a
 //! read gives zero) with a warning. Nothing the driver writes can make the transport panic.
+//!
+//! Requests run synchronously inside `notify` (and `process_backend`): the VMM shares one transport
+//! between its vCPU threads (MMIO exits) and its event loop (ioeventfds, the backend descriptor) behind a
+//! mutex, and gives it the memory map of only the RAM the guest's devices may reach.
 
 use std::error::Error as _;
 

@@ -108,8 +108,10 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
     /// The driver notified queue `index`. Work per call is bounded (one pass over the available ring).
     fn process_queue(&mut self, index: u16) -> Result<(), DeviceError>;
-    /// A descriptor the VMM should poll for the backend, if the device has one ([`Self::process_backend`]
-    /// runs when it becomes readable).
+    /// A descriptor the VMM polls for the backend, if the device has one: edge-triggered (`EPOLLIN |
+    /// EPOLLET`), calling [`Self::process_backend`] on each event. That call takes what it can; what it
+    /// cannot (the guest has no buffers) waits until the driver notifies a queue, so a level-triggered
+    /// poll would spin.
     fn backend_fd(&self) -> Option<RawFd> {
         None
     }
