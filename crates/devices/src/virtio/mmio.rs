@@ -354,13 +354,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
             reg::VIRTIO_MMIO_QUEUE_AVAIL_LOW => &mut q.driver,
             _ => &mut q.device,
         };
-        *field =
-            if high { (*field & 0xffff_ffff) | (u64::from(v) << 32) } else { (*field & !0xffff_ffff) | u64::from(v) };
+        *field = with_half(*field, v, high);
     }
 
     fn write_register(&mut self, offset: u32, v: u32) -> bool {
-        let lo = |a: u64| (a & !0xffff_ffff) | u64::from(v);
-        let hi = |a: u64| (a & 0xffff_ffff) | (u64::from(v) << 32);
         match offset {
             reg::VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_sel = v,
             reg::VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
@@ -370,8 +367,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
                     log::warn!("{}: DriverFeatures written in status {s:#x}, ignored", self.name());
                 } else {
                     match self.driver_features_sel {
-                        0 => self.driver_features = lo(self.driver_features),
-                        1 => self.driver_features = hi(self.driver_features),
+                        0 | 1 => {
+                            self.driver_features = with_half(self.driver_features, v, self.driver_features_sel == 1)
+                        }
                         sel => log::warn!("{}: DriverFeatures word {sel} written, ignored", self.name()),
                     }
                 }
@@ -453,6 +451,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
         if !done {
             log::warn!("{}: write of {} bytes at {offset:#x} (no such register), ignored", self.name(), data.len());
         }
+    }
+}
+
+/// `value` with its low (or high) 32 bits replaced by `half`: how 64-bit fields are written.
+fn with_half(value: u64, half: u32, high: bool) -> u64 {
+    if high {
+        (value & 0xffff_ffff) | (u64::from(half) << 32)
+    } else {
+        (value & !0xffff_ffff) | u64::from(half)
     }
 }
 
