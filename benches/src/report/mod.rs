@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod compare;
+mod phases;
 mod summary;
 pub mod svg;
 
+pub use phases::{phase_counts, KvmPerCall};
 pub use summary::{cycles_to_ns, parse_console, parse_sample_lines, BenchLine, Samples, Summary};
 
 /// The schema string every report carries; a reader refuses any other.
@@ -121,9 +123,13 @@ pub struct BenchResult {
     /// Its percentiles.
     #[serde(flatten)]
     pub summary: Summary,
-    /// VM exits per call (measured or by construction), where known.
+    /// VM exits per call, where known: measured (both partitions' vCPUs, from KVM's statistics,
+    /// see `kvm`) or, where the host has no stats fd, by construction.
     #[serde(default)]
     pub exits_per_call: Option<f64>,
+    /// KVM's counters per call over the phase that measured this, per partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kvm: Option<KvmPerCall>,
     /// The raw samples in TSC cycles (at `tsc_khz`), where kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples_cycles: Option<Vec<u64>>,
@@ -132,7 +138,7 @@ pub struct BenchResult {
 impl BenchResult {
     /// A result from a summary alone (no raw samples).
     pub fn new(name: impl Into<String>, what: impl Into<String>, summary: Summary) -> Self {
-        BenchResult { name: name.into(), what: what.into(), summary, exits_per_call: None, samples_cycles: None }
+        BenchResult { name: name.into(), what: what.into(), summary, exits_per_call: None, kvm: None, samples_cycles: None }
     }
 
     /// A result from raw samples: their summary, and the samples kept for the CDF.

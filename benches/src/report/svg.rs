@@ -45,9 +45,15 @@ fn decade_label(d: u32) -> String {
 /// The CDF of every result of `report` that kept raw samples (and a TSC frequency), titled with the
 /// report's bench name, KVM flavor and CPU; an error if none did.
 pub fn report_cdf_svg(report: &Report) -> Result<String, ReportError> {
+    report_cdf_svg_of(report, "latency CDF", |_| true)
+}
+
+/// As [`report_cdf_svg`], for the results whose name `pick` accepts, titled `what`.
+pub fn report_cdf_svg_of(report: &Report, what: &str, pick: impl Fn(&str) -> bool) -> Result<String, ReportError> {
     let series: Vec<Series> = report
         .results
         .iter()
+        .filter(|r| pick(&r.name))
         .filter_map(|r| r.samples().map(|s| Series { name: r.name.clone(), ns: s.sorted_ns() }))
         .collect();
     if series.is_empty() {
@@ -56,7 +62,7 @@ pub fn report_cdf_svg(report: &Report) -> Result<String, ReportError> {
         ));
     }
     let e = &report.environment;
-    let title = format!("{}: latency CDF ({}, {}, {})", report.bench, e.kvm_flavor, e.cpu_model, e.placement);
+    let title = format!("{}: {what} ({}, {}, {})", report.bench, e.kvm_flavor, e.cpu_model, e.placement);
     cdf_svg(&title, &series)
 }
 

@@ -338,29 +338,73 @@ fn pipeline(
 
 /// Most samples function 22 takes per invoke.
 const TIMED_MAX: u64 = 100_000;
+/// Function 22's job: words before the samples.
+const TIMED_HEADER_WORDS: u64 = 16;
+/// "No companion call" in function 22's job.
+const TIMED_NONE: u64 = u64::MAX;
 
-/// Function 22, timed: `va` = a user buffer (merged) of `[nr, n, samples[n]]`: forwards `nr` (the
-/// echo pseudo-call, or a system call with zero arguments, e.g. getpid) `n` (1..=100000) times,
-/// timing each round trip on the HRT with the TSC (`lfence; rdtsc`), and writes the cycles of call
-/// i to `samples[i]`. Returns `n`, or an error as for 14.
+/// One call of function 22's job: `nr` and four arguments, the five words at `va + 8 * at`.
+fn timed_call(va: u64, at: u64) -> Option<(u64, [u64; 6])> {
+    let w = |i: u64| user_read_u64(va + 8 * (at + i));
+    Some((w(0)?, [w(1)?, w(2)?, w(3)?, w(4)?, 0, 0]))
+}
+
+/// Forwards one call of function 22's job; a negative answer is a failure.
+fn timed_forward(core: u32, nr: u64, args: [u64; 6]) -> Result<i64, u64> {
+    match forward(core, nr as u32, args) {
+        Ok(r) if r >= 0 => Ok(r),
+        Ok(_) => Err(FORWARD_CALL_FAILED),
+        Err(e) => Err(code(e)),
+    }
+}
+
+/// Function 22, timed: `va` = a user buffer (merged) holding a job of 16 words, then the samples:
+/// `[n, nr, a0..a3, pre_nr, p0..p3, post_nr, q0..q3, samples[n]]`. Forwards `nr(a0..a3)` `n`
+/// (1..=100000) times, timing each round trip on the HRT with the TSC (`lfence; rdtsc`), and writes
+/// the cycles of call i to `samples[i]`. `pre_nr(p0..p3)` is forwarded, untimed, before each timed
+/// call and `post_nr(q0..q3)` after it (u64::MAX: none); a pipe's read is timed with a write as
+/// its `pre`, its write with a read as its `post`. For the echo pseudo-call the arguments are
+/// `(i, core)` and every answer is checked; for system calls a negative answer is a failure.
+/// Returns `n`, or an error as for 14.
 pub fn timed(core: u32, va: u64) -> u64 {
-    if !va.is_multiple_of(8) || !user_region_mapped(va, 16) {
+    if !va.is_multiple_of(8) || !user_region_mapped(va, 8 * TIMED_HEADER_WORDS) {
         return FORWARD_NOT_MAPPED;
     }
-    let (Some(nr), Some(n)) = (user_read_u64(va), user_read_u64(va + 8)) else { return FORWARD_NOT_MAPPED };
-    if !(1..=TIMED_MAX).contains(&n) || nr > u64::from(u32::MAX) || !user_region_mapped(va, 16 + 8 * n) {
+    let (Some(n), Some((nr, args)), Some((pre, pre_args)), Some((post, post_args))) =
+        (user_read_u64(va), timed_call(va, 1), timed_call(va, 6), timed_call(va, 11))
+    else {
+        return FORWARD_NOT_MAPPED;
+    };
+    if !(1..=TIMED_MAX).contains(&n)
+        || [nr, pre, post].iter().any(|&c| c != TIMED_NONE && c > u64::from(u32::MAX))
+        || nr == TIMED_NONE
+        || !user_region_mapped(va, 8 * (TIMED_HEADER_WORDS + n))
+    {
         return FORWARD_NOT_MAPPED;
     }
+    let echo = nr as u32 == layout::PSEUDO_ECHO;
     for i in 0..n {
+        if pre != TIMED_NONE {
+            if let Err(e) = timed_forward(core, pre, pre_args) {
+                return e;
+            }
+        }
+        let args = if echo { [i, u64::from(core), 0, 0, 0, 0] } else { args };
         let t0 = fenced_tsc();
-        let r = forward(core, nr as u32, [i, u64::from(core), 0, 0, 0, 0]);
+        let r = forward(core, nr as u32, args);
         let t1 = fenced_tsc();
         match r {
-            Ok(r) if nr as u32 != layout::PSEUDO_ECHO || r as u64 == layout::echo_answer(i, u64::from(core)) => {}
-            Ok(_) => return FORWARD_RESULTS_DIFFER,
+            Ok(r) if echo && r as u64 != layout::echo_answer(i, u64::from(core)) => return FORWARD_RESULTS_DIFFER,
+            Ok(r) if !echo && r < 0 => return FORWARD_CALL_FAILED,
+            Ok(_) => {}
             Err(e) => return code(e),
         }
-        user_write_u64(va + 16 + 8 * i, t1.wrapping_sub(t0));
+        if post != TIMED_NONE {
+            if let Err(e) = timed_forward(core, post, post_args) {
+                return e;
+            }
+        }
+        user_write_u64(va + 8 * (TIMED_HEADER_WORDS + i), t1.wrapping_sub(t0));
     }
     n
 }

@@ -329,6 +329,7 @@ fn invoke(core: u32, func: u64, arg: u64) -> u64 {
         22 => fwd::timed(core, arg),
         20 => ring_ros_doorbell(core),
         21 => wait_interrupts(arg),
+        23 => doorbell_pong(arg),
         FUNC_MERGE => merge::merge(arg),
         FUNC_UNMERGE => {
             fwd::detach(core);
@@ -386,6 +387,33 @@ fn ping_pong(addr: u64) -> u64 {
             }
             core::hint::spin_loop();
         };
+        if v == u64::MAX {
+            return rounds;
+        }
+        fence(Ordering::Release);
+        unsafe { write_volatile(pong, v) };
+        last = v;
+        rounds += 1;
+    }
+}
+
+/// Function 23, ping-pong by doorbell: as function 8 (`addr` = guest-physical address of ping at
+/// +0 and pong at +64), but the core sleeps (`sti; hlt`) whenever ping has not changed, so each
+/// round needs the ROS to ring this core's HRT doorbell after writing ping: the doorbell's round
+/// trip (ioeventfd in the ROS's VM, irqfd into the HRT's, a halted vCPU woken) plus a ping-pong.
+/// Interrupts stay off while ping is read, so a ring between the read and the `hlt` is not lost.
+fn doorbell_pong(addr: u64) -> u64 {
+    if !addr.is_multiple_of(8) || !in_ros_ram(addr, 128) {
+        return u64::MAX;
+    }
+    let (ping, pong) = (pv(addr) as *const u64, pv(addr + 64) as *mut u64);
+    let (mut last, mut rounds) = (0u64, 0u64);
+    loop {
+        let v = unsafe { read_volatile(ping) };
+        if v == last {
+            unsafe { asm!("sti", "hlt", "cli") };
+            continue;
+        }
         if v == u64::MAX {
             return rounds;
         }

@@ -15,6 +15,12 @@
 //!   done sequence number is the invoke's.
 //! - `reboot`: HRT_REBOOT, then HRT_STATUS until the HRT is ready again (fails if it exits or
 //!   faults).
+//! - `doorbell`: as `pingpong`, with HRT function 23, which sleeps (`hlt`) until its core's HRT
+//!   doorbell rings: a round is `ping = i`, a ring, and `pong == i`.
+//! - `io`: the forwarding benchmark's I/O workloads natively (fwdbench.rs).
+//!
+//! Each is bracketed by two debug-port marks (a `bench-phase=` line), so the host can count the VM
+//! exits per round from KVM's statistics.
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +32,7 @@ use crate::cli::{BenchArgs, BenchKind, DEFAULT_WAIT, HRT_NULL_PER_INVOKE};
 use crate::hcall::Port;
 use crate::info::{query, status_line};
 use crate::invoke::{cells, spin_until};
-use crate::stats::summarize;
+use crate::stats::{summarize, Phase};
 use crate::sys::{calibrate_tsc_khz, guest_physical, mlock, rdtsc};
 use crate::Error;
 
@@ -36,6 +42,8 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 const FUNC_ECHO: u64 = 0;
 /// HRT function 8: ping-pong.
 const FUNC_PINGPONG: u64 = 8;
+/// HRT function 23: ping-pong that sleeps until its doorbell rings.
+const FUNC_DOORBELL_PONG: u64 = 23;
 /// HRT function 10: null hypercalls from the HRT's ring 0, timed there.
 const FUNC_HCALL_BENCH: u64 = 10;
 /// HRT function 11: the polled invoke channel.
@@ -122,8 +130,21 @@ fn rounds(b: &BenchArgs, mut round: impl FnMut(u64) -> Result<u64, Error>) -> Re
     Ok(samples)
 }
 
-/// `hvm bench KIND`.
+/// `hvm bench KIND`, bracketed by two marks (the `bench-phase=` line: VM exits per round).
 pub fn run(port: &Port, b: &BenchArgs) -> Result<(), Error> {
+    if b.kind == BenchKind::Io {
+        return crate::fwdbench::native_io(port, b.iters, b.warmup);
+    }
+    let phase = Phase::begin(port);
+    let r = run_kind(port, b);
+    let line = phase.end(b.kind.name(), b.warmup.saturating_add(b.iters) as u64);
+    if r.is_ok() {
+        out!("{line}");
+    }
+    r
+}
+
+fn run_kind(port: &Port, b: &BenchArgs) -> Result<(), Error> {
     let khz = tsc_khz(port);
     let mut samples = match b.kind {
         BenchKind::Null => rounds(b, |_| {
@@ -149,7 +170,9 @@ pub fn run(port: &Port, b: &BenchArgs) -> Result<(), Error> {
             Ok(t1.wrapping_sub(t0))
         })?,
         BenchKind::Invoke => invoke(port, b)?,
-        BenchKind::PingPong => return pingpong(port, b, khz),
+        BenchKind::PingPong => return pingpong(port, b, khz, false),
+        BenchKind::Doorbell => return pingpong(port, b, khz, true),
+        BenchKind::Io => return Err(Error::failed("internal: bench io is not a single loop")),
         BenchKind::InvokePoll => return invoke_poll(port, b, khz),
         BenchKind::HrtNull => hrt_null(port, b)?,
         BenchKind::InvokeAsync => invoke_async(port, b)?,
@@ -186,17 +209,23 @@ fn invoke(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
     })
 }
 
-/// Ping-pong rounds with HRT function 8, then its completion (the number of rounds it saw).
-fn pingpong(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
+/// Ping-pong rounds with HRT function 8, then its completion (the number of rounds it saw). With
+/// `doorbell`, function 23, which sleeps between rounds: each round rings the core's doorbell.
+fn pingpong(port: &Port, b: &BenchArgs, khz: u64, doorbell: bool) -> Result<(), Error> {
+    let (func, kind) = if doorbell { (FUNC_DOORBELL_PONG, BenchKind::Doorbell) } else { (FUNC_PINGPONG, BenchKind::PingPong) };
+    let core = u32::try_from(b.core).map_err(|_| Error::usage("--core: too large"))?;
     let region = Box::new(PingPong::default());
     let gpa = guest_physical(&*region as *const PingPong as usize)?;
     let record = cells(1);
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
-    let seq = port.invoke(FUNC_PINGPONG, gpa, b.core, 0, Some(&record))?;
+    let seq = port.invoke(func, gpa, b.core, 0, Some(&record))?;
     let timed = rounds(b, |i| {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
         region.ping.store(i, Ordering::Release);
+        if doorbell {
+            port.ring_hrt(core);
+        }
         let mut spins = 0u32;
         while region.pong.load(Ordering::Acquire) != i {
             spins = spins.wrapping_add(1);
@@ -214,6 +243,9 @@ fn pingpong(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     });
     // Always tell the HRT to stop, even after a failed round.
     region.ping.store(u64::MAX, Ordering::Release);
+    if doorbell {
+        port.ring_hrt(core);
+    }
     let collected = spin_until(cell, Instant::now() + ROUND_TIMEOUT, |s| s == seq);
     let mut samples = timed?;
     if let Err(seen) = collected {
@@ -223,10 +255,10 @@ fn pingpong(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
         )));
     }
     let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(BenchKind::PingPong.name(), khz));
+    out!("{}", summary.line(kind.name(), khz));
     let hrt_rounds = cell.result.load(Ordering::Acquire);
     let ours = b.warmup.saturating_add(b.iters) as u64;
-    out!("pingpong.rounds={hrt_rounds} expected={ours} gpa={gpa:#x}");
+    out!("{}.rounds={hrt_rounds} expected={ours} gpa={gpa:#x}", kind.name());
     if hrt_rounds != ours {
         return Err(Error::failed(format!("the HRT counted {hrt_rounds} rounds, we made {ours}")));
     }

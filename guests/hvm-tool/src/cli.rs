@@ -23,15 +23,23 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   merge-test [--core N]                  MERGE, the HRT reads and flips a word of this process by its
                                          virtual address (functions 12, 13), a never-touched page is
                                          not mapped there, UNMERGE, an echo invoke
-  forward-test [getpid|split|stress|stress-lseek|corrupt|latency] [--mode poll|notify|adaptive] [--spin-us N]
-               [--core N] [--calls N]    be the proxy (channels, MERGE, attach) for a forwarding test:
+  forward-test [getpid|split|stress|stress-lseek|corrupt|latency|split-bench|scaling]
+               [--mode poll|notify|adaptive] [--spin-us N] [--core N] [--calls N] [--io]
+                                         be the proxy (channels, MERGE, attach) for a forwarding test:
                                          getpid: HRT function 14 forwards getpid N times (1000);
                                          split: ROS functions run on the HRT (write, files, a 1 MiB
                                          read, page-fault forwarding); stress: every HRT core
                                          forwards echo pseudo-calls (stress-lseek: lseek), N calls
                                          in all (poll 1000000, else 20000);
                                          corrupt: each side corrupts the ring, the other detects it;
-                                         latency: N timed echo and getpid round trips (1000).
+                                         latency: N timed echo and getpid round trips (1000),
+                                         with --io also pread/pwrite on tmpfs and read/write on a
+                                         pipe of 1 B, 4 KiB, 64 KiB;
+                                         split-bench: N null split round trips (at most 1000),
+                                         writes and fresh-page touches from a split function,
+                                         and the same natively; scaling: N echo calls per core
+                                         with 1..all HRT cores at once.
+                                         Every timed phase is bracketed by debug-port marks.
                                          Mode: the VM's config unless --mode
   events                                 take every pending event
   post    EVENT [PAYLOAD]                post an event to the HRT
@@ -41,16 +49,19 @@ usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fracti
   probe-mem BASE LEN [--stride N]        map /dev/mem at BASE (page-aligned), read every N-th byte's
                                          u64 (default 8: all), write a pattern there, read again;
                                          counts what was not all ones (the HRT's memory must read so)
-  bench   null|exit|getpid|invoke|pingpong|invoke-poll|hrt-null|invoke-async|reboot [--core N] [--iters N] [--warmup N]
+  bench   null|exit|getpid|invoke|pingpong|invoke-poll|hrt-null|invoke-async|reboot|doorbell|io
+          [--core N] [--iters N] [--warmup N]
                                          latency: VERSION, a plain port exit, a native getpid, a sync echo invoke,
                                          a ping-pong with HRT function 8 through shared memory,
                                          an echo through HRT function 11's polled channel (no exit),
                                          VERSION from the HRT's ring 0 (function 10), an echo
-                                         invoke polled with INVOKE_RESULT, HRT_REBOOT until ready
-                                         (reboot: 20 iterations, 1 warm-up by default; hrt-null:
+                                         invoke polled with INVOKE_RESULT, HRT_REBOOT until ready,
+                                         a ping-pong with HRT function 23, which sleeps until its
+                                         doorbell rings, the I/O workloads of forward-test latency
+                                         --io natively (reboot: 20 iterations, 1 warm-up by default; hrt-null:
                                          --warmup counts samples, one invoke's worth by default)
   help                                   this text
-Needs root (ioperm of ports 0xe4-0xe7, mlockall); bench pingpong, invoke-poll and hrt-null read
+Needs root (ioperm of ports 0xe4-0xeb and 0xf8-0xfb, mlockall); bench pingpong, invoke-poll and hrt-null read
 /proc/self/pagemap.";
 
 /// Default `--wait` of boot, reboot, replace.
@@ -128,6 +139,10 @@ pub enum BenchKind {
     InvokeAsync,
     /// HRT_REBOOT, then HRT_STATUS until ready.
     Reboot,
+    /// Ping-pong with HRT function 23, which sleeps until its doorbell rings.
+    Doorbell,
+    /// Native pread/pwrite on tmpfs and read/write on a pipe, 1 B, 4 KiB, 64 KiB.
+    Io,
 }
 
 impl BenchKind {
@@ -143,6 +158,8 @@ impl BenchKind {
             BenchKind::HrtNull => "hrt-null",
             BenchKind::InvokeAsync => "invoke-async",
             BenchKind::Reboot => "reboot",
+            BenchKind::Doorbell => "doorbell",
+            BenchKind::Io => "io",
         }
     }
 
@@ -266,8 +283,12 @@ pub enum ForwardKind {
     StressSyscall,
     /// Corruption from either side.
     Corrupt,
-    /// Timed round trips (echo, getpid).
+    /// Timed round trips (echo, getpid; with `--io` the I/O workloads too).
     Latency,
+    /// Split execution timed: null round trips, write(), fresh-page touches; natively too.
+    SplitBench,
+    /// Echo throughput with 1..N cores forwarding.
+    Scaling,
 }
 
 /// `hvm forward-test` arguments.
@@ -283,6 +304,8 @@ pub struct ForwardArgs {
     pub core: u64,
     /// `--calls`.
     pub calls: Option<u64>,
+    /// `--io` (latency: the I/O workloads too).
+    pub io: bool,
 }
 
 /// Whether an option takes a value.
@@ -502,7 +525,7 @@ fn parse_forward(rest: &[String]) -> Result<Cmd, Error> {
     let s = split(
         cmd,
         rest,
-        &[("core", Takes::Value), ("mode", Takes::Value), ("spin-us", Takes::Value), ("calls", Takes::Value)],
+        &[("core", Takes::Value), ("mode", Takes::Value), ("spin-us", Takes::Value), ("calls", Takes::Value), ("io", Takes::No)],
     )?;
     let pos = s.positional(cmd, 0, 1)?;
     let kind = match pos.first().map(String::as_str) {
@@ -512,7 +535,13 @@ fn parse_forward(rest: &[String]) -> Result<Cmd, Error> {
         Some("stress-lseek") => ForwardKind::StressSyscall,
         Some("corrupt") => ForwardKind::Corrupt,
         Some("latency") => ForwardKind::Latency,
-        Some(other) => return Err(Error::usage(format!("{cmd}: unknown test {other:?} (getpid, split, stress, corrupt)"))),
+        Some("split-bench") => ForwardKind::SplitBench,
+        Some("scaling") => ForwardKind::Scaling,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "{cmd}: unknown test {other:?} (getpid, split, stress, stress-lseek, corrupt, latency, split-bench, scaling)"
+            )))
+        }
     };
     let mode = s.value("mode").map(str::to_owned);
     if let Some(m) = &mode {
@@ -529,7 +558,11 @@ fn parse_forward(rest: &[String]) -> Result<Cmd, Error> {
         return Err(Error::usage(format!("{cmd}: --calls must be at least 1")));
     }
     let core = s.value("core").map(|c| parse_u64("--core", c)).transpose()?.unwrap_or(0);
-    Ok(Cmd::Forward(ForwardArgs { kind, mode, spin_us, core, calls }))
+    let io = s.flag("io");
+    if io && kind != ForwardKind::Latency {
+        return Err(Error::usage(format!("{cmd}: --io is for latency")));
+    }
+    Ok(Cmd::Forward(ForwardArgs { kind, mode, spin_us, core, calls, io }))
 }
 
 /// `--core N` or `--all` (default core 0).
@@ -582,9 +615,11 @@ fn parse_bench(rest: &[String]) -> Result<Cmd, Error> {
         "hrt-null" => BenchKind::HrtNull,
         "invoke-async" => BenchKind::InvokeAsync,
         "reboot" => BenchKind::Reboot,
+        "doorbell" => BenchKind::Doorbell,
+        "io" => BenchKind::Io,
         other => {
             return Err(Error::usage(format!(
-                "bench: unknown bench {other:?} (null, exit, invoke, pingpong, invoke-poll, hrt-null, invoke-async, reboot)"
+                "bench: unknown bench {other:?} (null, exit, getpid, invoke, pingpong, invoke-poll, hrt-null, invoke-async, reboot, doorbell, io)"
             )))
         }
     };

@@ -11,7 +11,8 @@
 //!   duplicated; `stress-lseek` forwards `lseek(fd, number, SEEK_SET)` instead (a Linux system
 //!   call per request);
 //! - `corrupt`: the HRT corrupts its channel on purpose (function 19) and the proxy detects it; the
-//!   proxy corrupts a response and the HRT detects it; both sides keep running.
+//!   proxy corrupts a response and the HRT detects it; both sides keep running;
+//! - `latency`, `split-bench`, `scaling`: the forwarding benchmark's (fwdbench.rs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,9 +29,10 @@ const FUNC_GETPID: u64 = 14;
 const FUNC_SPLIT: u64 = 17;
 const FUNC_STRESS: u64 = 18;
 const FUNC_CORRUPT: u64 = 19;
-const FUNC_TIMED: u64 = 22;
-/// Default samples of `latency`, per call.
+/// Default samples of `latency`, per call (and of `split-bench`).
 const LATENCY_CALLS: u64 = 1000;
+/// Default calls per core of `scaling`.
+const SCALING_CALLS: u64 = 20_000;
 /// What functions 14 and 18 answer when a forwarded call's answer was corrupt (fwd.rs).
 const FORWARD_CORRUPT: u64 = u64::MAX - 7;
 /// Default calls of `getpid` and (in all, poll mode) of `stress`.
@@ -74,11 +76,13 @@ pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error>
         ForwardKind::Stress => stress(port, version, mode, a.calls, false),
         ForwardKind::StressSyscall => stress(port, version, mode, a.calls, true),
         ForwardKind::Corrupt => corrupt(port, version, mode),
-        ForwardKind::Latency => latency(port, a.core, mode, a.calls.unwrap_or(LATENCY_CALLS)),
+        ForwardKind::Latency => crate::fwdbench::latency(port, a.core, mode, a.calls.unwrap_or(LATENCY_CALLS), !a.io),
+        ForwardKind::SplitBench => crate::fwdbench::split_bench(port, a.core, mode, a.calls.unwrap_or(LATENCY_CALLS)),
+        ForwardKind::Scaling => crate::fwdbench::scaling(port, version, mode, a.calls.unwrap_or(SCALING_CALLS)),
     }
 }
 
-fn check(what: &str, result: u64) -> Result<u64, Error> {
+pub(crate) fn check(what: &str, result: u64) -> Result<u64, Error> {
     match hrt_error(result) {
         Some(why) => Err(Error::failed(format!("forward-test {what}: the HRT answered {result:#x}: {why}"))),
         None => Ok(result),
@@ -112,7 +116,7 @@ fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
 }
 
 /// The TLS pointer (FS base) of this thread.
-fn fs_base() -> u64 {
+pub(crate) fn fs_base() -> u64 {
     let mut fs: u64 = 0;
     // SAFETY: arch_prctl(ARCH_GET_FS) writes one u64 to the address given, which is ours.
     unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
@@ -479,47 +483,5 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     }
     out!("corrupt-test ros-side detected=yes core=0 hrt_alive=yes");
     out!("forward-test corrupt ok mode={}", mode.name());
-    Ok(())
-}
-
-/// HRT function 22 on `core`: `n` timed round trips of `nr` (echo pseudo-call or getpid), cycles
-/// measured on the HRT; prints a summary line per call.
-fn latency(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Error> {
-    let n = n.min(100_000);
-    let khz = match port.partition_info() {
-        Ok(i) if i.tsc_khz != 0 => i.tsc_khz,
-        _ => sys::calibrate_tsc_khz(),
-    };
-    let mut proxy = Proxy::start(port, &[core], mode)?;
-    let mut lines = Vec::new();
-    let mut outcome = Ok(());
-    for (name, nr) in [("echo", u64::from(layout::PSEUDO_ECHO)), ("getpid", 39)] {
-        let mut buf = vec![0u64; 2 + n as usize];
-        buf[0] = nr;
-        buf[1] = n;
-        let r = proxy.run(&[core], FUNC_TIMED, &[buf.as_ptr() as u64], TIMEOUT).and_then(|r| check("latency", r[0]));
-        match r {
-            Ok(got) if got == n => {}
-            Ok(got) => outcome = Err(Error::failed(format!("latency: HRT function 22 answered {got}, not {n}"))),
-            Err(e) => outcome = Err(e),
-        }
-        if outcome.is_err() {
-            break;
-        }
-        // SAFETY: the HRT wrote the samples before completing the invoke (acquire in `run`).
-        let mut samples: Vec<u64> = buf[2..].iter().map(|w| unsafe { std::ptr::read_volatile(w) }).collect();
-        let bench = format!("forward-{name}-{}", mode.name());
-        lines.extend(crate::stats::sample_lines(&bench, khz, &samples));
-        if let Some(s) = crate::stats::summarize(&mut samples) {
-            lines.push(s.line(&bench, khz));
-        }
-    }
-    let stopped = proxy.stop();
-    outcome?;
-    let stats = stopped?;
-    for l in lines {
-        out!("{l}");
-    }
-    out!("forward-test latency ok mode={} served={} rings={} sleeps={}", mode.name(), stats.served[0], stats.rings, stats.sleeps);
     Ok(())
 }

@@ -10,6 +10,9 @@ use crate::{sys, Error};
 /// 0xe4..=0xe7, the four ports of the hypercall's `out 0xe4, eax`, and 0xe8..=0xeb, the HRT
 /// doorbell's.
 pub const BENCH_PORT: u16 = 0xe0;
+/// duet's debug-port mark register (docs/debug-port.md): the VMM records the time and every vCPU's
+/// KVM counters of a 4-byte write.
+pub const MARK_PORT: u16 = 0xf8;
 
 /// What VERSION answered.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +42,7 @@ impl Port {
     pub fn open(bench_port: bool) -> Result<Port, Error> {
         sys::ioperm(HYPERCALL_PORT, 4)?;
         sys::ioperm(HRT_DOORBELL_PORT, 4)?;
+        sys::ioperm(MARK_PORT, 4)?;
         if bench_port {
             sys::ioperm(BENCH_PORT, 1)?;
         }
@@ -135,6 +139,14 @@ impl Port {
         // SAFETY: `open` got ioperm for the doorbell's four ports; the write touches no memory.
         unsafe {
             core::arch::asm!("out dx, eax", in("dx") HRT_DOORBELL_PORT, in("eax") core, options(nomem, nostack, preserves_flags));
+        }
+    }
+
+    /// A mark with `code` on duet's debug port (one user-space VM exit).
+    pub fn mark(&self, code: u32) {
+        // SAFETY: `open` got ioperm for the mark register's four ports; the write touches no memory.
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") MARK_PORT, in("eax") code, options(nomem, nostack, preserves_flags));
         }
     }
 

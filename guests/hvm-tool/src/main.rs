@@ -23,6 +23,7 @@ macro_rules! out {
 mod bench;
 mod cli;
 mod forward;
+mod fwdbench;
 mod hcall;
 mod info;
 mod invoke;
