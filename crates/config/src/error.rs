@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::model::{
-    MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN,
+    MAX_BLOCK_SERIAL_LEN, MAX_VSOCK_SOCKET_LEN, MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN,
     MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
 use crate::size::{format_size, SizeError};
@@ -303,6 +303,67 @@ pub enum Problem {
     /// The console log path is a directory.
     #[error("console path is a directory: {}", .path.display())]
     ConsolePathIsDir {
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// A device section without a `[ros]` partition to attach it to.
+    #[error("virtio devices belong to the Linux partition, and this VM has no [ros]")]
+    DevicesWithoutRos,
+    /// More devices of one kind than duet attaches.
+    #[error("too many {what} devices: {count} (the maximum is {max})")]
+    TooManyDevices {
+        /// `block` or `net`.
+        what: &'static str,
+        /// How many were given.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A required device key is missing.
+    #[error("missing required key: {hint}")]
+    MissingDeviceKey {
+        /// What to write, e.g. `the TAP interface (e.g. tap = "tap0")`.
+        hint: &'static str,
+    },
+    /// `block.serial` is too long or not printable ASCII.
+    #[error("invalid serial {serial:?}: expected at most {MAX_BLOCK_SERIAL_LEN} bytes of printable ASCII")]
+    BadSerial {
+        /// The rejected serial.
+        serial: String,
+    },
+    /// `net.tap` cannot be an interface name.
+    #[error("invalid interface name {name:?}: expected 1 to 15 bytes, no '/', whitespace or ':'")]
+    BadTapName {
+        /// The rejected name.
+        name: String,
+    },
+    /// `net.mac` does not parse or is a multicast address.
+    #[error("invalid MAC address {mac:?}: expected six hex bytes separated by ':' (e.g. \"02:00:00:00:00:01\"), unicast (lowest bit of the first byte clear)")]
+    BadMac {
+        /// The rejected address.
+        mac: String,
+    },
+    /// `vsock.cid` is reserved or too large.
+    #[error("{value} is out of range: expected a guest CID from 3 to 4294967294 (0-2 are reserved)")]
+    CidOutOfRange {
+        /// The rejected CID.
+        value: i64,
+    },
+    /// The vsock socket path is too long for a Unix socket.
+    #[error("socket path is {len} bytes long: at most {MAX_VSOCK_SOCKET_LEN} fit a Unix socket with duet's `_PORT` suffixes")]
+    SocketPathTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The vsock socket's directory does not exist.
+    #[error("directory of the socket does not exist: {}", .path.display())]
+    SocketDirMissing {
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// The vsock socket path is a directory.
+    #[error("socket path is a directory: {}", .path.display())]
+    SocketPathIsDir {
         /// The resolved path.
         path: PathBuf,
     },

@@ -56,6 +56,21 @@
 //! clearcpuid = ["popcnt"]    # optional; replaces duet's default clearcpuid= feature
 //!                            # list (used only when the workarounds apply);
 //!                            # each entry [a-z0-9_]+
+//!
+//! # The ROS's virtio-mmio devices (each needs [ros]; docs/devices.md)
+//! [[block]]                  # up to 8; /dev/vda, /dev/vdb, ... in order
+//! path = "disk.img"          # required; a raw image, path rules as ros.kernel
+//! read_only = false          # default false
+//! serial = "disk0"           # optional; up to 20 bytes of printable ASCII
+//!
+//! [[net]]                    # up to 4; eth0, eth1, ... in order
+//! tap = "tap0"               # required; an existing TAP interface
+//! mac = "02:00:00:00:00:01"  # optional unicast MAC; default 02:64:75:65:74:<index>
+//!
+//! [vsock]                    # at most one
+//! cid = 3                    # required; the guest's CID, 3 to 4294967294
+//! socket = "vsock.sock"      # required; host Unix socket (path rules as console.path;
+//!                            # at most 96 bytes; its directory must exist)
 //! ```
 //!
 //! Sizes ([`parse_size`]): an integer with an optional binary suffix `K`,
@@ -88,6 +103,7 @@
 //! examples/hrt.toml:9: hrt.modules[2].path: module file not found: /abs/examples/gone.bin
 //! ```
 
+mod devices;
 mod error;
 mod model;
 mod parse;
@@ -96,6 +112,10 @@ mod size;
 mod validate;
 
 pub use error::{ConfigError, Location, Problem};
+pub use model::{
+    BlockConfig, DevicesConfig, NetConfig, VsockConfig, MAX_BLOCK_DEVICES, MAX_BLOCK_SERIAL_LEN,
+    MAX_NET_DEVICES, MAX_VSOCK_SOCKET_LEN,
+};
 pub use model::{
     Config, ConsoleConfig, ConsoleOutput, ForwardMode, HrtBoot, HrtConfig, ModuleConfig,
     PlatformConfig, RosConfig, Workarounds, DEFAULT_FORWARD_SPIN_US, DEFAULT_MEMORY, DEFAULT_VCPUS,

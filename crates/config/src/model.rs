@@ -44,6 +44,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// Host-platform settings.
     pub platform: PlatformConfig,
+    /// The ROS's virtio devices (`[[block]]`, `[[net]]`, `[vsock]`).
+    pub devices: DevicesConfig,
 }
 
 impl Config {
@@ -57,6 +59,7 @@ impl Config {
             hrt: None,
             console: ConsoleConfig::default(),
             platform: PlatformConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Config {
             hrt: Some(hrt),
             console: ConsoleConfig::default(),
             platform: PlatformConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -251,4 +255,70 @@ pub enum Workarounds {
     On,
     /// Never apply them (`"off"`).
     Off,
+}
+
+/// Most `[[block]]` devices.
+pub const MAX_BLOCK_DEVICES: usize = 8;
+/// Most `[[net]]` devices.
+pub const MAX_NET_DEVICES: usize = 4;
+/// Longest `block.serial`, in bytes (virtio-blk's GET_ID answer).
+pub const MAX_BLOCK_SERIAL_LEN: usize = 20;
+/// Longest vsock socket path, in bytes: a Unix socket path holds 107, and guest connections to host
+/// port P go to `<socket>_P` (up to 11 more bytes).
+pub const MAX_VSOCK_SOCKET_LEN: usize = 96;
+
+/// The ROS's virtio-mmio devices. Each needs a `[ros]` partition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DevicesConfig {
+    /// `[[block]]`: virtio-blk disks over raw image files, in order (`/dev/vda`, `/dev/vdb`, ...).
+    pub block: Vec<BlockConfig>,
+    /// `[[net]]`: virtio-net interfaces over existing TAP interfaces, in order (`eth0`, ...).
+    pub net: Vec<NetConfig>,
+    /// `[vsock]`: one virtio-vsock device.
+    pub vsock: Option<VsockConfig>,
+}
+
+impl DevicesConfig {
+    /// Whether no device is configured.
+    pub fn is_empty(&self) -> bool {
+        self.block.is_empty() && self.net.is_empty() && self.vsock.is_none()
+    }
+}
+
+/// A virtio-blk disk (`[[block]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockConfig {
+    /// The raw image file (resolved like `ros.kernel`).
+    pub path: PathBuf,
+    /// Offer the disk read-only (the image is opened read-only).
+    pub read_only: bool,
+    /// The serial the guest reads (`/sys/block/vdX/serial`), at most
+    /// [`MAX_BLOCK_SERIAL_LEN`] bytes of printable ASCII.
+    pub serial: Option<String>,
+}
+
+impl BlockConfig {
+    /// A writable disk over `path`, no serial.
+    pub fn new(path: PathBuf) -> Self {
+        BlockConfig { path, read_only: false, serial: None }
+    }
+}
+
+/// A virtio-net interface (`[[net]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The host TAP interface, which must exist (`ip tuntap add NAME mode tap`).
+    pub tap: String,
+    /// The guest's MAC address; `None`: duet picks a locally administered one from the device's index.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A virtio-vsock device (`[vsock]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// The guest's context ID, 3 to 4294967294.
+    pub cid: u64,
+    /// The host Unix socket duet listens on (resolved like `ros.kernel`); host port P of a guest
+    /// connection is `<socket>_P`.
+    pub socket: PathBuf,
 }

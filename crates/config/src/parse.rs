@@ -79,15 +79,15 @@ pub fn parse(text: &str, origin: &Path, overrides: &Overrides) -> Result<Config,
 }
 
 /// Where the text came from.
-struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     text: &'a str,
     origin: &'a Path,
-    base: &'a Path,
+    pub(crate) base: &'a Path,
 }
 
 impl Cx<'_> {
     /// The location of a byte span of the text.
-    fn at(&self, span: Range<usize>) -> Location {
+    pub(crate) fn at(&self, span: Range<usize>) -> Location {
         let end = span.start.min(self.text.len());
         let line = 1 + self.text.as_bytes()[..end]
             .iter()
@@ -107,7 +107,7 @@ impl Cx<'_> {
         }
     }
 
-    fn invalid(&self, location: Location, field: &str, problem: Problem) -> ConfigError {
+    pub(crate) fn invalid(&self, location: Location, field: &str, problem: Problem) -> ConfigError {
         ConfigError::Invalid {
             location,
             field: field.to_string(),
@@ -246,6 +246,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigEr
             return Err(cx.invalid(cx.file(), "ros/hrt", Problem::MissingPartition));
         }
     };
+    let devices = crate::devices::build(cx, raw.block, raw.net, raw.vsock, ros.is_some())?;
     let console = build_console(cx, raw.console)?;
     let platform = build_platform(cx, raw.platform)?;
     Ok(Config {
@@ -254,6 +255,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigEr
         hrt,
         console,
         platform,
+        devices,
     })
 }
 

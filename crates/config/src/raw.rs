@@ -17,6 +17,34 @@ pub(crate) struct RawConfig {
     pub(crate) hrt: Option<Spanned<RawHrt>>,
     pub(crate) console: Option<Spanned<RawConsole>>,
     pub(crate) platform: Option<Spanned<RawPlatform>>,
+    pub(crate) block: Option<Spanned<Vec<Spanned<RawBlock>>>>,
+    pub(crate) net: Option<Spanned<Vec<Spanned<RawNet>>>>,
+    pub(crate) vsock: Option<Spanned<RawVsock>>,
+}
+
+/// `[[block]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBlock {
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) read_only: Option<Spanned<bool>>,
+    pub(crate) serial: Option<Spanned<String>>,
+}
+
+/// `[[net]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNet {
+    pub(crate) tap: Option<Spanned<String>>,
+    pub(crate) mac: Option<Spanned<String>>,
+}
+
+/// `[vsock]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVsock {
+    pub(crate) cid: Option<Spanned<i64>>,
+    pub(crate) socket: Option<Spanned<String>>,
 }
 
 /// `[ros]`.

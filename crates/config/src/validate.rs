@@ -217,6 +217,7 @@ impl Config {
         if let ConsoleOutput::File(path) = &self.console.output {
             check_console_path(path).map_err(|p| code_err("console.path", p))?;
         }
+        crate::devices::validate(&self.devices, self.ros.is_some(), code_err)?;
         if let Some(list) = &self.platform.clearcpuid {
             for (i, name) in list.iter().enumerate() {
                 check_feature(name)

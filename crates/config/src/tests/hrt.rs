@@ -41,6 +41,7 @@ fn hrt_minimal() {
             }),
             console: ConsoleConfig::default(),
             platform: PlatformConfig::default(),
+            devices: Default::default(),
         }
     );
     assert_eq!(c.hrt, Some(HrtConfig::new(d.path("hrt.elf"))));

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::*;
 
 mod errors;
+mod devices;
 mod forward;
 mod hrt;
 mod values;
@@ -128,6 +129,7 @@ fn minimal() {
                 pvm_workarounds: Workarounds::Auto,
                 clearcpuid: None,
             },
+            devices: Default::default(),
         }
     );
     assert!(c.ros_ref().kernel.is_absolute());
