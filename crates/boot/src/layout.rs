@@ -7,6 +7,7 @@
 //! 0x000a_0000 - 0x000f_ffff  legacy hole (not RAM in the e820 map); MP table at 0xf_0000 (BIOS area)
 //! 0x0010_0000  RAM for kernel and initramfs, up to the MMIO gap
 //! 0xc000_0000 - 0xffff_ffff  MMIO gap (IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000); RAM continues at 4 GiB
+//! 0xd000_0000 - 0xd00f_ffff  the ROS's virtio-mmio devices, 4 KiB each (never RAM, never an HRT partition)
 //! ```
 
 use vm_memory::GuestAddress;
@@ -39,6 +40,11 @@ pub const HIGH_MEMORY_START: u64 = 0x10_0000;
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
 /// End of the MMIO gap.
 pub const RAM_ABOVE_4G_START: u64 = 0x1_0000_0000;
+/// The first virtio-mmio device window; the next ones follow every 4 KiB, up to
+/// [`VIRTIO_MMIO_END`]. Inside the MMIO gap, which no RAM (and so no HRT partition) ever occupies.
+pub const VIRTIO_MMIO_START: u64 = 0xd000_0000;
+/// End of the virtio-mmio area (256 windows).
+pub const VIRTIO_MMIO_END: u64 = 0xd010_0000;
 /// The IOAPIC's MMIO base, as KVM's in-kernel IOAPIC places it.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// The local APIC's MMIO base.
@@ -85,6 +91,7 @@ const _: () = {
     assert!(PD_START + 4 * 0x1000 <= CMDLINE_START);
     assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= LEGACY_HOLE_START);
     assert!(LEGACY_HOLE_START <= MPTABLE_START && MPTABLE_START < BIOS_AREA_END);
+    assert!(MMIO_GAP_START <= VIRTIO_MMIO_START && VIRTIO_MMIO_END <= IOAPIC_START);
 };
 
 #[cfg(test)]

@@ -104,6 +104,33 @@ pub enum VmmError {
         #[source]
         source: hvm::entry::HrtBootError,
     },
+    /// A virtio-blk disk could not be attached (missing or unreadable image, locked by another VM).
+    #[error("cannot attach the disk {name} ({})", path.display())]
+    Block {
+        /// The device, as in the config (`block[0]`).
+        name: String,
+        /// Its image.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: devices::virtio::block::BlockError,
+    },
+    /// A virtio-net interface could not be attached (TAP absent, busy, not a TAP, no permission).
+    #[error("cannot attach the network interface {name}")]
+    Net {
+        /// The device, as in the config (`net[0]`).
+        name: String,
+        /// Why (names the TAP).
+        #[source]
+        source: devices::virtio::net::TapError,
+    },
+    /// The virtio-vsock device could not be attached (bad CID, socket path in use).
+    #[error("cannot attach the vsock device")]
+    Vsock {
+        /// Why (names the socket).
+        #[source]
+        source: devices::virtio::vsock::VsockError,
+    },
     /// The console log file could not be created.
     #[error("cannot create the console file {}", path.display())]
     ConsoleFile {

@@ -11,7 +11,8 @@
 //!
 //! Only this crate talks to KVM: [`vm`] builds the VM from plain data made by `boot` and `devices`,
 //! [`vcpu`] runs one thread per vCPU (with the PVM emulation fallback in [`vcpu::emulate`]), and
-//! [`event_loop`] serves console input and stop requests.
+//! [`event_loop`] serves console input and stop requests; [`virtio`] wires the ROS's virtio-mmio devices
+//! (MMIO bus, irqfds, ioeventfds, backend descriptors).
 
 pub mod cli;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod plan;
 pub mod platform;
 pub mod stats;
 pub mod vcpu;
+pub mod virtio;
 pub mod vm;
 
 pub use config;

@@ -114,10 +114,10 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, VmmError> {
 pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
     let platform = PlatformSettings::resolve(flavor, &cfg.platform);
     match (&cfg.ros, &cfg.hrt) {
-        (Some(ros), None) => prepare_linux(ros, platform),
+        (Some(ros), None) => prepare_linux(ros, &cfg.devices, platform),
         (None, Some(hrt)) => prepare_multiboot2(hrt, platform),
         (Some(ros), Some(hrt)) => {
-            let mut plan = prepare_linux(ros, platform)?;
+            let mut plan = prepare_linux(ros, &cfg.devices, platform)?;
             // One paging depth on both sides (the HRT adopts a ROS process's PML4 entries).
             plan.platform.cpuid_mask.la57 = true;
             let single = prepare_multiboot2(hrt, plan.platform.clone())?;
@@ -149,7 +149,19 @@ pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
     }
 }
 
-fn prepare_linux(ros: &config::RosConfig, platform: PlatformSettings) -> Result<Plan, VmmError> {
+/// `user`'s kernel parameters, then `extra`, then its ` -- ` part (arguments for init).
+fn with_kernel_params(user: &str, extra: &[String]) -> String {
+    if extra.is_empty() {
+        return user.to_string();
+    }
+    let words: Vec<&str> = user.split_whitespace().collect();
+    let split = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+    let (kernel, init) = words.split_at(split);
+    let line: Vec<&str> = kernel.iter().copied().chain(extra.iter().map(String::as_str)).chain(init.iter().copied()).collect();
+    line.join(" ")
+}
+
+fn prepare_linux(ros: &config::RosConfig, devices: &config::DevicesConfig, platform: PlatformSettings) -> Result<Plan, VmmError> {
     let kernel = read("kernel", &ros.kernel)?;
     let initramfs = ros.initramfs.as_ref().map(|p| read("initramfs", p)).transpose()?;
     let boot_err = |source| VmmError::Boot { path: ros.kernel.clone(), source };
@@ -164,7 +176,7 @@ fn prepare_linux(ros: &config::RosConfig, platform: PlatformSettings) -> Result<
         other => other.map_err(boot_err)?,
     };
     let initramfs_at = linux::plan(&info, initramfs.as_ref().map(|i| i.len() as u64), ros.memory).map_err(boot_err)?;
-    let cmdline = platform.linux_cmdline(&ros.cmdline);
+    let cmdline = platform.linux_cmdline(&with_kernel_params(&ros.cmdline, &crate::virtio::cmdline_fragments(devices)?));
     if cmdline.len() > info.cmdline_max {
         return Err(boot_err(linux::LinuxBootError::CmdlineTooLong { len: cmdline.len(), max: info.cmdline_max }));
     }

@@ -48,6 +48,8 @@ pub struct Vm {
     console_input: bool,
     /// The HRT's side of a partitioned VM.
     hrt: Option<crate::partitioned::Partitioned>,
+    /// The virtio devices' descriptors, handed to the event loop when the VM runs.
+    virtio_events: Vec<crate::virtio::DeviceEvents>,
     // Declared last so they are dropped after the vCPUs: the VM fd, then /dev/kvm.
     _vm_fd: VmFd,
     _kvm: Kvm,
@@ -148,6 +150,8 @@ impl Vm {
         bus.insert(I8042_PORT, I8042_PORTS, Arc::new(Mutex::new(I8042::new(stop.clone()))))?;
         bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(DebugPort::new(stop.clone(), marks.clone()).with_probe(probe.clone()))))?;
 
+        let virtio = crate::virtio::attach(&vm, &mem, &cfg.devices)?;
+
         let base_cpuid = setup::supported_cpuid(&kvm)?;
         let mut vcpus = Vec::with_capacity(usize::from(vcpu_count));
         for id in 0..vcpu_count {
@@ -187,6 +191,7 @@ impl Vm {
         log::debug!("vm: devices and {vcpu_count} vCPU(s) ready after {:?}", started.elapsed());
         let shared = VcpuShared {
             bus: Arc::new(bus),
+            mmio: virtio.bus,
             mem,
             stopping,
             faults: Arc::default(),
@@ -196,7 +201,21 @@ impl Vm {
             hvm: hrt.as_ref().map(|h| h.hvm.clone()),
         };
         let console_input = cfg.console.input && cfg.console.output == ConsoleOutput::Stdio;
-        Ok(Vm { started, plan, vcpus, shared, stop, marks, serial, capture, console_input, hrt, _vm_fd: vm, _kvm: kvm })
+        Ok(Vm {
+            started,
+            plan,
+            vcpus,
+            shared,
+            stop,
+            marks,
+            serial,
+            capture,
+            console_input,
+            hrt,
+            virtio_events: virtio.events,
+            _vm_fd: vm,
+            _kvm: kvm,
+        })
     }
 
     /// The plan this VM was built from (command line, kernel format, platform settings).
@@ -248,7 +267,8 @@ impl Vm {
                 }
             }
         }
-        let result = self.event_loop(timeout);
+        let devices = std::mem::take(&mut self.virtio_events);
+        let result = self.event_loop(timeout, devices);
         crate::kick::stop_all(&self.shared.stopping, handles);
         let reason = result?;
         let marks = self
@@ -283,13 +303,16 @@ impl Vm {
         })
     }
 
-    fn event_loop(&self, timeout: Option<Duration>) -> Result<ExitReason, VmmError> {
+    fn event_loop(&self, timeout: Option<Duration>, devices: Vec<crate::virtio::DeviceEvents>) -> Result<ExitReason, VmmError> {
         let woken = Arc::new(AtomicBool::new(false));
         let dup = |e: &EventFd| e.try_clone().map_err(VmmError::io("duplicating an eventfd"));
         let waker = Waker::new(vec![dup(self.stop.eventfd())?, dup(&self.shared.fault_evt)?], woken.clone());
         let mut em: EventManager<Box<dyn MutEventSubscriber + Send>> =
             EventManager::new().map_err(|e| VmmError::Io { what: "creating the event loop", source: std::io::Error::other(format!("{e:?}")) })?;
         em.add_subscriber(Box::new(waker));
+        for d in devices {
+            em.add_subscriber(Box::new(d));
+        }
         let _terminal = if self.console_input {
             em.add_subscriber(Box::new(ConsoleInput::new(self.serial.clone())));
             Some(TerminalGuard::new())

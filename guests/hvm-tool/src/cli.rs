@@ -10,6 +10,7 @@ use crate::Error;
 pub const USAGE: &str = "\
 usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fraction)
   info                                   ABI version and the partition description
+  vsock listen PORT | send CID PORT MSG  AF_VSOCK echo endpoints for tests (no hypercall)
   status                                 HRT state: state=NAME detail=N boots=N
   boot    [--wait [SECS]]                boot the HRT, wait until ready (default 30 s; 0 = no wait)
   reboot  [--wait [SECS]]                reboot the HRT from its image, wait until ready

@@ -34,6 +34,7 @@ mod probe;
 mod proxy;
 mod stats;
 mod sys;
+mod vsock;
 
 use cli::Cmd;
 
@@ -85,6 +86,10 @@ fn eprintln_quiet(msg: &str) {
 }
 
 fn run(args: &[String]) -> Result<(), Error> {
+    // Device tools that need no hypercall (and no duet VMM).
+    if args.first().map(String::as_str) == Some("vsock") {
+        return vsock::run(&args[1..]);
+    }
     let cmd = cli::parse(args)?;
     if let Cmd::Help = cmd {
         out!("{}", cli::USAGE);

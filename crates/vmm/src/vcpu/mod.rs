@@ -121,6 +121,8 @@ impl fmt::Display for RegsSummary {
 pub struct VcpuShared {
     /// Port-I/O devices.
     pub bus: Arc<PioBus>,
+    /// The virtio-mmio devices; an access anywhere else reads all ones and writes nothing.
+    pub mmio: Arc<crate::virtio::MmioBus>,
     /// Guest memory (for the emulation fallback's operand accesses).
     pub mem: GuestMemoryMmap<()>,
     /// Set by the VMM when the VM stops.
@@ -161,12 +163,18 @@ pub fn run(mut vcpu: VcpuFd, id: u8, shared: VcpuShared) {
                 log::trace!("vCPU {id}: in {port:#x} -> {data:02x?}");
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
+                if shared.mmio.read(addr, data) {
+                    continue;
+                }
                 if let Some(hvm) = &shared.hvm {
                     hvm.ros_denied_access(id, addr, data.len(), false);
                 }
                 data.fill(0xff);
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if shared.mmio.write(addr, data) {
+                    continue;
+                }
                 if let Some(hvm) = &shared.hvm {
                     hvm.ros_denied_access(id, addr, data.len(), true);
                 }
