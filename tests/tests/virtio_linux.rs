@@ -257,3 +257,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[test]
+fn the_ros_of_a_partitioned_vm_reads_and_writes_its_disk() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = duet_tests::scratch("virtio-partitioned");
+    let image = dir.join("raw.img");
+    std::fs::write(&image, vec![0xa7; 1 << 20]).expect("write");
+    // The HRT's RAM lies right above the ROS's; the disk's buffers are the ROS's, and a write into
+    // the first sector comes back to the host.
+    let script = "hvm info | grep -q hrt && echo partitioned; \
+        echo disk-bytes: $(dd if=/dev/vda bs=512 count=1 2>/dev/null | od -An -tx1 | head -1); \
+        printf ros-wrote-this | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null && echo wrote; exit 0";
+    let mut cfg = duet_tests::linux_partitioned_config(1, script);
+    cfg.devices.block.push(config::BlockConfig::new(image.clone()));
+    duet_tests::check_with_sigsegv_retry(
+        || run_vm(&cfg),
+        |out, text| {
+            assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
+            has(text, "partitioned");
+            has(text, "disk-bytes: a7 a7 a7 a7");
+            has(text, "wrote");
+        },
+    );
+    let bytes = std::fs::read(&image).expect("read");
+    assert_eq!(&bytes[..15], b"ros-wrote-this\0");
+    assert!(bytes[512..].iter().all(|b| *b == 0xa7));
+    let _ = std::fs::remove_dir_all(&dir);
+}

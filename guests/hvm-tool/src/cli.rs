@@ -11,6 +11,7 @@ pub const USAGE: &str = "\
 usage: hvm COMMAND [ARGS]    (numbers: decimal or 0x-hex; SECS may have a fraction)
   info                                   ABI version and the partition description
   vsock listen PORT | send CID PORT MSG  AF_VSOCK echo endpoints for tests (no hypercall)
+  blkbench DEV [SEQ_MIB] [RAND_OPS]      O_DIRECT 1 MiB sequential and 4 KiB random reads (no hypercall)
   status                                 HRT state: state=NAME detail=N boots=N
   boot    [--wait [SECS]]                boot the HRT, wait until ready (default 30 s; 0 = no wait)
   reboot  [--wait [SECS]]                reboot the HRT from its image, wait until ready

@@ -21,6 +21,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod blkbench;
 mod cli;
 mod forward;
 mod fwdbench;
@@ -87,8 +88,10 @@ fn eprintln_quiet(msg: &str) {
 
 fn run(args: &[String]) -> Result<(), Error> {
     // Device tools that need no hypercall (and no duet VMM).
-    if args.first().map(String::as_str) == Some("vsock") {
-        return vsock::run(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("vsock") => return vsock::run(&args[1..]),
+        Some("blkbench") => return blkbench::run(&args[1..]),
+        _ => {}
     }
     let cmd = cli::parse(args)?;
     if let Cmd::Help = cmd {
