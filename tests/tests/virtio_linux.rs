@@ -78,15 +78,19 @@ fn linux_mounts_reads_and_writes_an_ext4_disk_and_survives_garbage_in_device_reg
     let image = ext4_image(&dir);
     let scratch = dir.join("scratch.img");
     std::fs::write(&scratch, vec![0x5a; 1 << 20]).expect("write");
-    // block[1] sits at 0xd0001000. After the disk work, a root process writes garbage to its
-    // registers: queue 0 at addresses outside RAM, DRIVER_OK, notifications of real and absent
-    // queues, unaligned and odd-sized accesses, and a write beside the device windows.
-    let hostile = "b=0xd0001000; devmem $((b+0x30)) 32 0; devmem $((b+0x38)) 32 8; \
+    // block[1] sits at 0xd0001000. After the disk work, a root process takes it over from Linux's
+    // driver through /dev/mem: a reset, the status steps and features, then queue 0 at addresses
+    // outside RAM and DRIVER_OK (the device must refuse to start and ask for a reset: status 0x4b),
+    // notifications of real and absent queues, odd-sized accesses, a write beside the windows.
+    let hostile = "b=0xd0001000; devmem $((b+0x70)) 32 0; devmem $((b+0x70)) 32 1; devmem $((b+0x70)) 32 3; \
+        devmem $((b+0x24)) 32 1; devmem $((b+0x20)) 32 1; devmem $((b+0x70)) 32 11; \
+        devmem $((b+0x30)) 32 0; devmem $((b+0x38)) 32 8; \
         devmem $((b+0x80)) 32 0xfffff000; devmem $((b+0x84)) 32 0xffffffff; devmem $((b+0x90)) 32 0x12345678; \
-        devmem $((b+0xa0)) 32 0xdead0000; devmem $((b+0x44)) 32 1; devmem $((b+0x70)) 32 15; \
+        devmem $((b+0xa0)) 32 0xdead0000; devmem $((b+0xa4)) 32 0x7fff; devmem $((b+0x44)) 32 1; \
+        devmem $((b+0x70)) 32 15; echo hostile-status $(devmem $((b+0x70)) 32); \
         devmem $((b+0x50)) 32 0; devmem $((b+0x50)) 32 7; devmem $((b+0x50)) 32 0xffffffff; \
-        devmem $((b+0x51)) 8 1; devmem $((b+0x100)) 64 0; devmem 0xd00ff000 32 1; \
-        echo hostile-magic $(devmem $b 32) status $(devmem $((b+0x70)) 32)";
+        devmem $((b+0x51)) 8 1; devmem $((b+0x100)) 64 0; devmem $((b+0xffc)) 32 1; devmem 0xd00ff000 32 1; \
+        echo hostile-magic $(devmem $b 32)";
     let script = format!(
         "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo host-file: $(cat /mnt/hello.txt) && \
          echo {GUEST_TEXT} > /mnt/new.txt && sync && umount /mnt && echo disk-done; \
@@ -107,6 +111,7 @@ fn linux_mounts_reads_and_writes_an_ext4_disk_and_survives_garbage_in_device_reg
             has(text, "serial: scratch-1 ro: 1");
             has(text, "vdb-bytes: 5a 5a 5a 5a");
             // The VMM kept serving: the magic still reads "virt" and the device asks for a reset.
+            has(text, "hostile-status 0x0000004B");
             has(text, "hostile-magic 0x74726976");
             has(text, "after-garbage");
         },

@@ -15,6 +15,7 @@
 
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use boot::layout::{VIRTIO_MMIO_END, VIRTIO_MMIO_START};
 use config::DevicesConfig;
@@ -152,19 +153,25 @@ pub struct DeviceEvents {
     transport: Arc<Mutex<Transport>>,
     notifiers: Vec<EventFd>,
     backend: Option<RawFd>,
+    /// Events served and the time spent serving them (the VMM's share of each request).
+    served: u64,
+    busy: Duration,
 }
 
 impl MutEventSubscriber for DeviceEvents {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let start = Instant::now();
         let mut t = self.transport.lock().unwrap_or_else(|p| p.into_inner());
         if events.data() == BACKEND {
             t.process_backend();
-            return;
+        } else if let Some(evt) = self.notifiers.get(events.data() as usize) {
+            // Draining a non-blocking eventfd; EAGAIN means nothing new, and the queue is looked at anyway.
+            let _ = evt.read();
+            t.notify(events.data() as u16);
         }
-        let Some(evt) = self.notifiers.get(events.data() as usize) else { return };
-        // Draining a non-blocking eventfd; EAGAIN means nothing new, and the queue is looked at anyway.
-        let _ = evt.read();
-        t.notify(events.data() as u16);
+        drop(t);
+        self.served += 1;
+        self.busy += start.elapsed();
     }
 
     fn init(&mut self, ops: &mut EventOps) {
@@ -180,6 +187,20 @@ impl MutEventSubscriber for DeviceEvents {
             if let Err(e) = ops.add(Events::with_data_raw(fd, BACKEND, set)) {
                 log::error!("{}: cannot watch its backend: {e:?}", self.name);
             }
+        }
+    }
+}
+
+impl Drop for DeviceEvents {
+    fn drop(&mut self) {
+        if self.served > 0 {
+            log::info!(
+                "{}: {} event(s) served in {:.1?} ({:.1?} each)",
+                self.name,
+                self.served,
+                self.busy,
+                self.busy / u32::try_from(self.served).unwrap_or(u32::MAX)
+            );
         }
     }
 }
@@ -237,7 +258,7 @@ pub fn attach(vm: &VmFd, mem: &Memory, devices: &DevicesConfig) -> Result<Virtio
         );
         let transport = Arc::new(Mutex::new(transport));
         bus.windows.push((place.base, transport.clone()));
-        events.push(DeviceEvents { name, transport, notifiers, backend });
+        events.push(DeviceEvents { name, transport, notifiers, backend, served: 0, busy: Duration::ZERO });
     }
     Ok(VirtioDevices { bus: Arc::new(bus), events })
 }
