@@ -109,6 +109,9 @@ fn exit_for_error(err: &VmmError) -> ExitCode {
         | VmmError::KernelKind { .. }
         | VmmError::Layout(_)
         | VmmError::HrtBoot { .. }
+        | VmmError::Block { .. }
+        | VmmError::Net { .. }
+        | VmmError::Vsock { .. }
         | VmmError::Unsupported(_) => ExitCode::from(EXIT_CONFIG),
         _ => ExitCode::from(EXIT_VMM),
     }
