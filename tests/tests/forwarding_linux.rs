@@ -52,8 +52,9 @@ fn field(line: &str, name: &str) -> u64 {
 #[test]
 fn poll_mode_forwards_getpid_split_execution_stress_and_detects_corruption() {
     let script = "hvm info; hvm forward-test getpid; hvm forward-test split; hvm forward-test stress; \
-        hvm forward-test stress-lseek --calls 400; hvm forward-test corrupt; hvm forward-test latency; \
-        hvm invoke --all 1 41; exit 0";
+        hvm forward-test stress-lseek --calls 400; hvm forward-test corrupt; hvm forward-test latency --io --calls 100; \
+        hvm forward-test split-bench --calls 50; hvm forward-test scaling --calls 2000; \
+        hvm bench doorbell --iters 200 --warmup 10; hvm invoke --all 1 41; exit 0";
     duet_tests::check_with_sigsegv_retry(
         || partitioned(2, config::ForwardMode::Poll, script),
         |out, text| {
@@ -80,9 +81,27 @@ fn poll_mode_forwards_getpid_split_execution_stress_and_detects_corruption() {
             assert_eq!(field(stress, "calls="), 400, "{stress}");
             has(text, "corrupt-test hrt-side detected=yes core=0");
             has(text, "corrupt-test ros-side detected=yes core=0 hrt_alive=yes");
-            // First numbers: HRT-side round trips of the echo pseudo-call and of getpid.
-            line(text, "bench=forward-echo-poll ");
-            line(text, "bench=forward-getpid-poll ");
+            // The benchmark's workloads run and check their answers: the echo pseudo-call, getpid,
+            // pread/pwrite on tmpfs and read/write on a pipe up to 64 KiB, forwarded from an HRT
+            // core; split execution timed (write(), fresh-page faults), natively too; throughput
+            // with 1 and 2 cores; the HRT doorbell round trip.
+            for name in ["echo", "getpid", "read-tmpfs-1", "write-tmpfs-4096", "read-pipe-65536", "write-pipe-65536"] {
+                line(text, &format!("bench=forward-{name}-poll "));
+            }
+            line(text, "forward-test split-bench ok mode=poll ");
+            for name in ["split-null-poll", "split-write-poll", "split-fault-poll", "native-split-write", "native-fault"] {
+                line(text, &format!("bench={name} n="));
+            }
+            line(text, "bench-scaling cores=2 mode=poll calls=4000 ");
+            line(text, "doorbell.rounds=210 expected=210 ");
+            // Every phase was bracketed by marks that carry each vCPU's KVM counters, of both
+            // partitions: the echo phase's 100 calls cost the ROS at least its end mark's exit.
+            let kvm = duet_benches::report::phase_counts(text, &out.marks).expect("phases pair with marks");
+            let echo = kvm.get("forward-echo-poll").expect("KVM counters for the echo phase");
+            assert!(echo.ros_exits * echo.calls as f64 >= 1.0, "{echo:?}");
+            let hrt_vcpus = out.marks.iter().map(|m| m.vcpus.iter().filter(|v| v.partition == vmm::stats::Partition::Hrt).count()).max();
+            assert_eq!(hrt_vcpus, Some(2), "both HRT vCPUs sampled at the marks");
+            eprintln!("forward-echo-poll KVM counters per call: {echo:?}");
             has(text, "forward.mode=poll");
             assert_eq!(text.matches("result=0x2a (42)").count(), 2, "every core serves afterwards:\n{text}");
         },
@@ -97,7 +116,8 @@ fn notify_and_adaptive_modes_sleep_on_doorbells_and_forward_everything() {
         hvm forward-test stress --calls 4000; hvm forward-test corrupt; hvm forward-test latency --calls 200; \
         hvm forward-test getpid --mode adaptive --spin-us 2000 --calls 200; \
         hvm forward-test stress --mode adaptive --spin-us 2000 --calls 4000; \
-        hvm forward-test latency --mode adaptive --spin-us 2000 --calls 200; hvm invoke --all 1 41; exit 0";
+        hvm forward-test latency --mode adaptive --spin-us 2000 --calls 200; hvm forward-test split-bench --calls 30; \
+        hvm invoke --all 1 41; exit 0";
     duet_tests::check_with_sigsegv_retry(
         || partitioned(2, config::ForwardMode::Notify, script),
         |out, text| {
@@ -123,6 +143,10 @@ fn notify_and_adaptive_modes_sleep_on_doorbells_and_forward_everything() {
             let touch = line(text, "split touch ok pages=64 resident_before=0 ");
             assert!(field(touch, "page_faults=") >= 64, "{touch}");
             line(text, "forward-test split ok mode=notify ");
+            // Split execution timed while sleeping: every sample of the page-fault run reached
+            // the process (the tool fails otherwise).
+            line(text, "forward-test split-bench ok mode=notify ");
+            line(text, "bench=split-fault-notify n=30 ");
             has(text, "corrupt-test hrt-side detected=yes core=0");
             has(text, "corrupt-test ros-side detected=yes core=0 hrt_alive=yes");
             assert_eq!(text.matches("result=0x2a (42)").count(), 2, "every core serves afterwards:\n{text}");

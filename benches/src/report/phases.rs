@@ -23,6 +23,12 @@ pub struct KvmPerCall {
     pub ros_exits: f64,
     /// Exits of the HRT's vCPUs per call.
     pub hrt_exits: f64,
+    /// Exits of the ROS's vCPUs per call for a host interrupt (timers, preemption: not the call's).
+    #[serde(default)]
+    pub ros_irq_exits: f64,
+    /// Exits of the HRT's vCPUs per call for a host interrupt.
+    #[serde(default)]
+    pub hrt_irq_exits: f64,
     /// Instructions KVM emulated for the ROS per call (PVM: its ring-0 instructions).
     pub ros_emulated: f64,
     /// Instructions KVM emulated for the HRT per call (PVM: its ring-0 instructions).
@@ -42,6 +48,8 @@ impl KvmPerCall {
             seconds,
             ros_exits: per(ros.exits),
             hrt_exits: per(hrt.exits),
+            ros_irq_exits: per(ros.irq_exits),
+            hrt_irq_exits: per(hrt.irq_exits),
             ros_emulated: per(ros.insn_emulation),
             hrt_emulated: per(hrt.insn_emulation),
         }

@@ -21,6 +21,8 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 30.0;
 const TOP: f64 = 50.0;
 const LEGEND_ROW: f64 = 20.0;
+/// Longest title kept on one line.
+const TITLE_CHARS: usize = 90;
 /// Most points drawn per series (evenly spaced ranks; the last sample always drawn).
 const MAX_POINTS: usize = 1000;
 const COLORS: [&str; 10] =
@@ -107,7 +109,16 @@ pub fn cdf_svg(title: &str, series: &[Series]) -> Result<String, ReportError> {
          font-family=\"sans-serif\" font-size=\"12\">"
     );
     let _ = writeln!(o, "<rect x=\"0\" y=\"0\" width=\"{W:.0}\" height=\"{height:.0}\" fill=\"white\"/>");
-    let _ = writeln!(o, "<text x=\"{:.1}\" y=\"25\" text-anchor=\"middle\" font-size=\"14\">{}</text>", W / 2.0, esc(title));
+    // A long title goes on two lines, split before its parenthesis (the environment).
+    match title.split_once(" (").filter(|_| title.chars().count() > TITLE_CHARS) {
+        Some((head, rest)) => {
+            let _ = writeln!(o, "<text x=\"{:.1}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{}</text>", W / 2.0, esc(head));
+            let _ = writeln!(o, "<text x=\"{:.1}\" y=\"38\" text-anchor=\"middle\" font-size=\"11\">({}</text>", W / 2.0, esc(rest));
+        }
+        None => {
+            let _ = writeln!(o, "<text x=\"{:.1}\" y=\"25\" text-anchor=\"middle\" font-size=\"14\">{}</text>", W / 2.0, esc(title));
+        }
+    }
     // Grid and ticks: x decades, y quarters.
     for d in dmin..=dmax {
         let px = x(10u64.saturating_pow(d));

@@ -204,6 +204,9 @@ pub fn attach(core: u32, va: u64) -> u64 {
     if !user_region_mapped(va, len as u64) {
         return FORWARD_NOT_MAPPED;
     }
+    // The proxy may have put this channel where an earlier one was, on other pages: the walk
+    // above read the tables, the accesses below go through the TLB.
+    merge::flush_range(va, len as u64);
     // SAFETY: every page of the region is mapped (merged lower half) and stays so while the
     // process is merged and serving (the proxy locks it); the view is dropped when the merge
     // generation changes.
@@ -451,6 +454,10 @@ pub fn split(core: u32, va: u64) -> u64 {
     } else if entry >= 1 << 47 || stack >= 1 << 47 || fs_base >= 1 << 47 {
         user::Outcome { status: forwarder::layout::SPLIT_EXCEPTION + 13, result: entry, syscalls: 0, page_faults: 0 }
     } else {
+        // The process may have changed its own mappings since this core last looked (its own
+        // mmap/munmap/brk, not forwarded from here): drop this core's cached translations first.
+        merge::resync();
+        merge::flush_tlb();
         user::run(core, entry, arg, stack, fs_base)
     };
     for (i, v) in [out.result, out.status, out.syscalls, out.page_faults].into_iter().enumerate() {

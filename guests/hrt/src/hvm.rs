@@ -314,7 +314,7 @@ fn invoke(core: u32, func: u64, arg: u64) -> u64 {
         5 => idt::triple_fault(),
         6 => crate::halt(),
         7 => (lapic_read(LAPIC_ID) >> 24) as u64,
-        8 => ping_pong(arg),
+        8 => ping_pong(arg, false),
         9 => rdtsc(),
         10 => hypercall_bench(arg),
         11 => channel(arg),
@@ -329,7 +329,7 @@ fn invoke(core: u32, func: u64, arg: u64) -> u64 {
         22 => fwd::timed(core, arg),
         20 => ring_ros_doorbell(core),
         21 => wait_interrupts(arg),
-        23 => doorbell_pong(arg),
+        23 => ping_pong(arg, true),
         FUNC_MERGE => merge::merge(arg),
         FUNC_UNMERGE => {
             fwd::detach(core);
@@ -373,36 +373,13 @@ fn canary_check() -> u64 {
 /// +64 (separate cache lines). Waits for ping to change (last seen starts at 0: the caller zeroes
 /// both first); u64::MAX ends the game and returns the rounds played; any other value is echoed to
 /// pong. u64::MAX at once if the region is not 8-aligned ROS RAM.
-fn ping_pong(addr: u64) -> u64 {
-    if !addr.is_multiple_of(8) || !in_ros_ram(addr, 128) {
-        return u64::MAX;
-    }
-    let (ping, pong) = (pv(addr) as *const u64, pv(addr + 64) as *mut u64);
-    let (mut last, mut rounds) = (0u64, 0u64);
-    loop {
-        let v = loop {
-            let v = unsafe { read_volatile(ping) };
-            if v != last {
-                break v;
-            }
-            core::hint::spin_loop();
-        };
-        if v == u64::MAX {
-            return rounds;
-        }
-        fence(Ordering::Release);
-        unsafe { write_volatile(pong, v) };
-        last = v;
-        rounds += 1;
-    }
-}
-
-/// Function 23, ping-pong by doorbell: as function 8 (`addr` = guest-physical address of ping at
-/// +0 and pong at +64), but the core sleeps (`sti; hlt`) whenever ping has not changed, so each
-/// round needs the ROS to ring this core's HRT doorbell after writing ping: the doorbell's round
-/// trip (ioeventfd in the ROS's VM, irqfd into the HRT's, a halted vCPU woken) plus a ping-pong.
-/// Interrupts stay off while ping is read, so a ring between the read and the `hlt` is not lost.
-fn doorbell_pong(addr: u64) -> u64 {
+///
+/// Function 23 (`sleep`): the same, but the core sleeps (`sti; hlt`) whenever ping has not
+/// changed, so each round needs the ROS to ring this core's HRT doorbell after writing ping: the
+/// doorbell's round trip (ioeventfd in the ROS's VM, irqfd into the HRT's, a halted vCPU woken)
+/// plus a ping-pong. Interrupts stay off while ping is read, so a ring between the read and the
+/// `hlt` is not lost.
+fn ping_pong(addr: u64, sleep: bool) -> u64 {
     if !addr.is_multiple_of(8) || !in_ros_ram(addr, 128) {
         return u64::MAX;
     }
@@ -411,7 +388,11 @@ fn doorbell_pong(addr: u64) -> u64 {
     loop {
         let v = unsafe { read_volatile(ping) };
         if v == last {
-            unsafe { asm!("sti", "hlt", "cli") };
+            if sleep {
+                unsafe { asm!("sti", "hlt", "cli") };
+            } else {
+                core::hint::spin_loop();
+            }
             continue;
         }
         if v == u64::MAX {

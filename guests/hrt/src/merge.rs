@@ -49,6 +49,19 @@ pub fn flush_tlb() {
     unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
 }
 
+/// Drops this core's cached translations of `[va, va + len)`, page by page (`invlpg`), besides a
+/// full flush: on a PVM host the HRT's shadow of the merged tables is refreshed by `invlpg` of an
+/// address, not by a CR3 reload, when the ROS's VM changed them (a region freed and mapped again
+/// at the same address, on other pages).
+pub fn flush_range(va: u64, len: u64) {
+    flush_tlb();
+    let mut page = va & !0xfff;
+    while page < va.saturating_add(len) {
+        unsafe { asm!("invlpg [{}]", in(reg) page, options(nostack, preserves_flags)) };
+        page += 4096;
+    }
+}
+
 /// The PML4 this core runs on (duet's, one for every HRT core), in the physical window.
 fn own_pml4() -> *mut u64 {
     pv(cr3() & ADDR_MASK) as *mut u64

@@ -108,7 +108,7 @@ impl ChannelPage {
 }
 
 /// The TSC frequency: PARTITION_INFO's if the VMM knows it, else measured.
-fn tsc_khz(port: &Port) -> u64 {
+pub(crate) fn tsc_khz(port: &Port) -> u64 {
     match port.partition_info() {
         Ok(i) if i.tsc_khz != 0 => i.tsc_khz,
         _ => calibrate_tsc_khz(),

@@ -649,10 +649,27 @@ mod tests {
         assert_eq!((a.kind, a.mode, a.core, a.calls, a.spin_us), (ForwardKind::Getpid, None, 0, None, None));
         let Ok(Cmd::Forward(a)) = p("forward-test stress --mode adaptive --spin-us 2000 --calls 4000") else { unreachable!() };
         assert_eq!((a.kind, a.mode.as_deref(), a.calls, a.spin_us), (ForwardKind::Stress, Some("adaptive"), Some(4000), Some(2000)));
-        for (name, kind) in [("split", ForwardKind::Split), ("stress-lseek", ForwardKind::StressSyscall), ("corrupt", ForwardKind::Corrupt), ("latency", ForwardKind::Latency)] {
-            assert!(matches!(p(&format!("forward-test {name} --core 1")), Ok(Cmd::Forward(a)) if a.kind == kind && a.core == 1));
+        for (name, kind) in [
+            ("split", ForwardKind::Split),
+            ("stress-lseek", ForwardKind::StressSyscall),
+            ("corrupt", ForwardKind::Corrupt),
+            ("latency", ForwardKind::Latency),
+            ("split-bench", ForwardKind::SplitBench),
+            ("scaling", ForwardKind::Scaling),
+        ] {
+            assert!(matches!(p(&format!("forward-test {name} --core 1")), Ok(Cmd::Forward(a)) if a.kind == kind && a.core == 1 && !a.io));
         }
-        for bad in ["forward-test bogus", "forward-test --mode spin", "forward-test --calls 0", "forward-test --spin-us 5000000000", "forward-test getpid split"] {
+        let Ok(Cmd::Forward(a)) = p("forward-test latency --io --calls 100") else { unreachable!() };
+        assert!(a.io && a.calls == Some(100));
+        for bad in [
+            "forward-test bogus",
+            "forward-test --mode spin",
+            "forward-test --calls 0",
+            "forward-test --spin-us 5000000000",
+            "forward-test getpid split",
+            "forward-test split --io",
+            "forward-test latency --io=1",
+        ] {
             assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad}");
         }
     }
@@ -726,6 +743,10 @@ mod tests {
         assert_eq!((b.kind, b.kind.name(), b.iters, b.warmup), (BenchKind::InvokeAsync, "invoke-async", 7, DEFAULT_WARMUP));
         let Ok(Cmd::Bench(b)) = p("bench invoke-poll --core 1 --iters 5000 --warmup 10") else { unreachable!() };
         assert_eq!((b.kind, b.kind.name(), b.core, b.iters, b.warmup), (BenchKind::InvokePoll, "invoke-poll", 1, 5000, 10));
+        for (name, kind) in [("doorbell", BenchKind::Doorbell), ("io", BenchKind::Io)] {
+            let Ok(Cmd::Bench(b)) = p(&format!("bench {name} --iters 200")) else { unreachable!() };
+            assert_eq!((b.kind, b.kind.name(), b.iters), (kind, name, 200));
+        }
         assert!(matches!(p("bench warp"), Err(Error::Usage(_))));
         assert_eq!(p("merge").ok(), Some(Cmd::Merge { merge: true, target: Target::Core(0) }));
         assert_eq!(p("merge --all").ok(), Some(Cmd::Merge { merge: true, target: Target::All }));

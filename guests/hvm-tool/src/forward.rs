@@ -123,33 +123,49 @@ pub(crate) fn fs_base() -> u64 {
     fs
 }
 
-/// Runs `entry(arg)` on `core` at CPL3 in this process's address space (HRT function 17), serving
-/// its system calls; the record's outputs.
-fn split(proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
-    let mut stack = vec![0u64; SPLIT_STACK / 8];
-    // Touch every page (calloc'd memory may not be), so the stack needs no page-fault forwarding.
-    for w in stack.iter_mut().step_by(512) {
-        // SAFETY: a write to our own Vec's element.
-        unsafe { std::ptr::write_volatile(w, 1) };
-    }
-    let top = (stack.as_ptr() as u64 + SPLIT_STACK as u64) & !15;
-    let rsp = top - 16 - 8;
-    let slot = ((rsp - stack.as_ptr() as u64) / 8) as usize;
-    stack[slot] = SPLIT_RETURN;
-    let record = Box::new(SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: fs_base(), ..SplitCall::default() });
-    let va = &*record as *const SplitCall as u64;
-    let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
-    // SAFETY: the HRT wrote the record (through its physical window) before completing the invoke,
-    // which `run` waited for with acquire; reading it volatile sees those writes.
-    let out = unsafe { std::ptr::read_volatile(&*record) };
-    drop(stack);
-    if let Some(why) = hrt_error(status) {
-        return Err(Error::failed(format!("split: HRT function 17 answered {status:#x}: {why}")));
-    }
-    Ok(out)
+/// A split execution's stack and record, reusable for many runs on one core.
+pub(crate) struct SplitRunner {
+    stack: Vec<u64>,
+    record: Box<SplitCall>,
 }
 
-fn expect_ok(what: &str, r: &SplitCall) -> Result<(), Error> {
+impl SplitRunner {
+    pub(crate) fn new() -> SplitRunner {
+        let mut stack = vec![0u64; SPLIT_STACK / 8];
+        // Touch every page (calloc'd memory may not be), so the stack needs no page-fault forwarding.
+        for w in stack.iter_mut().step_by(512) {
+            // SAFETY: a write to our own Vec's element.
+            unsafe { std::ptr::write_volatile(w, 1) };
+        }
+        SplitRunner { stack, record: Box::default() }
+    }
+
+    /// Runs `entry(arg)` on `core` at CPL3 in this process's address space (HRT function 17),
+    /// serving its system calls; the record's outputs.
+    pub(crate) fn run(&mut self, proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
+        let base = self.stack.as_ptr() as u64;
+        let rsp = ((base + SPLIT_STACK as u64) & !15) - 16 - 8;
+        let slot = ((rsp - base) / 8) as usize;
+        self.stack[slot] = SPLIT_RETURN;
+        *self.record = SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: fs_base(), ..SplitCall::default() };
+        let va = &*self.record as *const SplitCall as u64;
+        let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
+        // SAFETY: the HRT wrote the record (through its physical window) before completing the
+        // invoke, which `run` waited for with acquire; reading it volatile sees those writes.
+        let out = unsafe { std::ptr::read_volatile(&*self.record) };
+        if let Some(why) = hrt_error(status) {
+            return Err(Error::failed(format!("split: HRT function 17 answered {status:#x}: {why}")));
+        }
+        Ok(out)
+    }
+}
+
+/// One split execution of `entry(arg)` on `core` (see [`SplitRunner::run`]).
+fn split(proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
+    SplitRunner::new().run(proxy, core, entry, arg)
+}
+
+pub(crate) fn expect_ok(what: &str, r: &SplitCall) -> Result<(), Error> {
     if r.status != SPLIT_OK {
         return Err(Error::failed(format!(
             "split {what}: the execution ended with status {:#x} (result {:#x}, {} syscalls, {} page faults)",
@@ -284,14 +300,7 @@ fn split_test(port: &Port, core: u64, mode: Mode) -> Result<(), Error> {
     let stopped = proxy.stop();
     outcome?;
     let stats = stopped?;
-    out!(
-        "forward-test split ok mode={} served={} page_faults={} rings={} sleeps={}",
-        mode.name(),
-        stats.served[0],
-        stats.page_faults,
-        stats.rings,
-        stats.sleeps
-    );
+    out!("forward-test split ok mode={} {}", mode.name(), stats.line(0));
     Ok(())
 }
 

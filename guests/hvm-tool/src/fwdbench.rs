@@ -19,16 +19,17 @@
 
 use std::time::{Duration, Instant};
 
-use forwarder::layout::{self, SplitCall, SPLIT_OK, SPLIT_RETURN};
+use forwarder::layout;
 
+use crate::forward::SplitRunner;
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
+use crate::bench::tsc_khz;
 use crate::stats::{sample_lines, summarize, Phase};
 use crate::sys::{self, rdtsc};
 use crate::Error;
 
 /// HRT functions.
-const FUNC_SPLIT: u64 = 17;
 const FUNC_STRESS: u64 = 18;
 const FUNC_TIMED: u64 = 22;
 /// Function 22's job: words before the samples; "no companion call".
@@ -46,8 +47,6 @@ const SYS_PREAD64: u64 = 17;
 const SYS_PWRITE64: u64 = 18;
 /// The I/O sizes.
 pub const SIZES: [usize; 3] = [1, 4096, 65536];
-/// Bytes of a split execution's stack.
-const SPLIT_STACK: usize = 256 * 1024;
 
 /// One system call: number and four arguments.
 #[derive(Clone, Copy)]
@@ -159,14 +158,6 @@ fn report(name: &str, khz: u64, mut samples: Vec<u64>, phase: String) {
     out!("{phase}");
 }
 
-/// The TSC frequency: PARTITION_INFO's if the VMM knows it, else measured.
-fn tsc_khz(port: &Port) -> u64 {
-    match port.partition_info() {
-        Ok(i) if i.tsc_khz != 0 => i.tsc_khz,
-        _ => sys::calibrate_tsc_khz(),
-    }
-}
-
 /// `hvm bench io`: each I/O workload `warmup + iters` times natively, the last `iters` timed.
 pub fn native_io(port: &Port, iters: usize, warmup: usize) -> Result<(), Error> {
     let khz = tsc_khz(port);
@@ -256,44 +247,8 @@ pub fn latency(port: &Port, core: u64, mode: Mode, n: u64, quick: bool) -> Resul
     let stopped = proxy.stop();
     outcome?;
     let stats = stopped?;
-    out!("forward-test latency ok mode={} served={} rings={} sleeps={}", mode.name(), stats.served[0], stats.rings, stats.sleeps);
+    out!("forward-test latency ok mode={} {}", mode.name(), stats.line(0));
     Ok(())
-}
-
-/// A reusable split execution on one core: its stack and record.
-struct SplitRunner {
-    stack: Vec<u64>,
-    record: Box<SplitCall>,
-}
-
-impl SplitRunner {
-    fn new() -> SplitRunner {
-        let mut stack = vec![0u64; SPLIT_STACK / 8];
-        // Touch every page, so the stack needs no page-fault forwarding.
-        for w in stack.iter_mut().step_by(512) {
-            // SAFETY: a write to our own Vec's element.
-            unsafe { std::ptr::write_volatile(w, 1) };
-        }
-        SplitRunner { stack, record: Box::default() }
-    }
-
-    /// Runs `entry(arg)` on `core` at CPL3 (HRT function 17); the record's outputs.
-    fn run(&mut self, proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
-        let base = self.stack.as_ptr() as u64;
-        let rsp = ((base + SPLIT_STACK as u64) & !15) - 16 - 8;
-        let slot = ((rsp - base) / 8) as usize;
-        self.stack[slot] = SPLIT_RETURN;
-        *self.record = SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: crate::forward::fs_base(), ..SplitCall::default() };
-        let va = &*self.record as *const SplitCall as u64;
-        let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
-        // SAFETY: the HRT wrote the record before completing the invoke (acquire in `run`).
-        let out = unsafe { std::ptr::read_volatile(&*self.record) };
-        crate::forward::check("split", status)?;
-        if out.status != SPLIT_OK {
-            return Err(Error::failed(format!("split-bench: the execution ended with status {:#x} (result {:#x})", out.status, out.result)));
-        }
-        Ok(out)
-    }
 }
 
 /// A timing job for a split function: `n` rounds, cycles of round i into `samples[i]`.
@@ -372,7 +327,11 @@ fn timed_split(
     let arg = &job as *const TimeJob as u64;
     let phase = Phase::begin(port);
     let result = match proxy {
-        Some((proxy, runner, core)) => runner.run(proxy, core, f, arg)?.result,
+        Some((proxy, runner, core)) => {
+            let r = runner.run(proxy, core, f, arg)?;
+            crate::forward::expect_ok(name, &r)?;
+            r.result
+        }
         None => f(arg),
     };
     let line = phase.end(name, n as u64);
@@ -380,7 +339,12 @@ fn timed_split(
         return Err(Error::failed(format!("{name}: round {} failed", result - 1)));
     }
     // SAFETY: written by `f` (on the HRT: before the invoke completed, acquire in `run`).
-    let samples = samples.iter().map(|w| unsafe { std::ptr::read_volatile(w) }).collect();
+    let samples: Vec<u64> = samples.iter().map(|w| unsafe { std::ptr::read_volatile(w) }).collect();
+    if let Some(i) = samples.iter().position(|&c| c == u64::MAX) {
+        return Err(Error::failed(format!(
+            "{name}: sample {i} of {n} never reached this process (the function's stores went elsewhere: a stale translation on the HRT?)"
+        )));
+    }
     report(name, tsc_khz(port), samples, line);
     Ok(())
 }
@@ -401,7 +365,8 @@ pub fn split_bench(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Err
         let phase = Phase::begin(port);
         for _ in 0..rounds {
             let t0 = rdtsc();
-            runner.run(&mut proxy, core, split_null, 0)?;
+            let r = runner.run(&mut proxy, core, split_null, 0)?;
+            crate::forward::expect_ok("null", &r)?;
             samples.push(rdtsc().wrapping_sub(t0));
         }
         let name = format!("split-null-{}", mode.name());
@@ -416,14 +381,7 @@ pub fn split_bench(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Err
     let stats = stopped?;
     timed_split(port, None, "native-split-write", time_writes, n, fd)?;
     timed_split(port, None, "native-fault", time_touches, n, fresh_pages(n)?)?;
-    out!(
-        "forward-test split-bench ok mode={} served={} page_faults={} rings={} sleeps={}",
-        mode.name(),
-        stats.served[0],
-        stats.page_faults,
-        stats.rings,
-        stats.sleeps
-    );
+    out!("forward-test split-bench ok mode={} {}", mode.name(), stats.line(0));
     Ok(())
 }
 
@@ -458,4 +416,35 @@ pub fn scaling(port: &Port, version: &Version, mode: Mode, per_core: u64) -> Res
         out!("{line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_22_jobs_are_laid_out_as_the_hrt_reads_them() {
+        let w = Workload {
+            name: "read-pipe-4096".into(),
+            size: 4096,
+            timed: Call { nr: SYS_READ, args: [3, 0x1000, 4096, 0] },
+            pre: Some(Call { nr: SYS_WRITE, args: [4, 0x1000, 4096, 0] }),
+            post: None,
+        };
+        let j = job(5, &w);
+        assert_eq!(j.len(), TIMED_HEADER_WORDS + 5);
+        assert_eq!(&j[..6], &[5, SYS_READ, 3, 0x1000, 4096, 0]);
+        assert_eq!(&j[6..11], &[SYS_WRITE, 4, 0x1000, 4096, 0]);
+        assert_eq!(j[11], TIMED_NONE);
+        assert!(j[TIMED_HEADER_WORDS..].iter().all(|&s| s == u64::MAX), "samples pre-written (resident)");
+    }
+
+    #[test]
+    fn large_calls_take_fewer_samples_but_never_too_few() {
+        assert_eq!(samples_for(2000, 0), 2000);
+        assert_eq!(samples_for(2000, 1), 2000);
+        assert_eq!(samples_for(2000, 4096), 500);
+        assert_eq!(samples_for(2000, 65536), 100);
+        assert_eq!(samples_for(100, 65536), MIN_SAMPLES);
+    }
 }

@@ -107,6 +107,19 @@ pub struct Stats {
     pub failed: Vec<Option<String>>,
 }
 
+impl Stats {
+    /// `served=N page_faults=N rings=N sleeps=N` for one core's channel (`i`).
+    pub fn line(&self, i: usize) -> String {
+        format!(
+            "served={} page_faults={} rings={} sleeps={}",
+            self.served.get(i).copied().unwrap_or(0),
+            self.page_faults,
+            self.rings,
+            self.sleeps
+        )
+    }
+}
+
 /// The proxy: channels, merge, attachments.
 pub struct Proxy<'p> {
     port: &'p Port,
