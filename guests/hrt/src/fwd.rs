@@ -457,6 +457,7 @@ pub fn split(core: u32, va: u64) -> u64 {
         // The process may have changed its own mappings since this core last looked (its own
         // mmap/munmap/brk, not forwarded from here): drop this core's cached translations first.
         merge::resync();
+        merge::touch_tables();
         merge::flush_tlb();
         user::run(core, entry, arg, stack, fs_base)
     };

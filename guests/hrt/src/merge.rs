@@ -62,6 +62,54 @@ pub fn flush_range(va: u64, len: u64) {
     }
 }
 
+/// Most page-table pages [`touch_tables`] visits.
+const MAX_TABLE_PAGES: usize = 16_384;
+
+/// Writes (an atomic no-op `lock or 0`) to the first word of every page-table page below the
+/// merged lower half (PDPTs, page directories, page tables), through the physical window. On a
+/// PVM host the HRT's KVM VM shadows guest page tables and learns of their changes only from its
+/// own writes; the ROS's VM writes them unseen, and Linux recycles a dead process's page-table
+/// pages for a new one, so the HRT could keep translating a new process's addresses to the old
+/// one's pages. A write by this VM to a shadowed table makes KVM drop or re-sync its shadow. On
+/// hardware KVM this is a harmless locked no-op per table page. Returns the pages visited.
+pub fn touch_tables() -> usize {
+    if MERGED_ROOT.load(Ordering::Acquire) == 0 {
+        return 0;
+    }
+    let mut visited = 0;
+    let touch = |table: u64, visited: &mut usize| {
+        // SAFETY: `table` lies in ROS RAM (checked by the caller), mapped by the physical window.
+        unsafe { core::sync::atomic::AtomicU64::from_ptr(pv(table) as *mut u64) }.fetch_or(0, Ordering::Relaxed);
+        *visited += 1;
+    };
+    let pml4 = own_pml4();
+    for i in 0..LOWER_ENTRIES {
+        let e4 = unsafe { read_volatile(pml4.add(i)) };
+        let pdpt = e4 & ADDR_MASK;
+        if e4 & PRESENT == 0 || !in_ros_ram(pdpt, 4096) || visited >= MAX_TABLE_PAGES {
+            continue;
+        }
+        touch(pdpt, &mut visited);
+        for j in 0..512 {
+            let e3 = unsafe { read_volatile((pv(pdpt) as *const u64).add(j)) };
+            let pd = e3 & ADDR_MASK;
+            if e3 & PRESENT == 0 || e3 & HUGE != 0 || !in_ros_ram(pd, 4096) || visited >= MAX_TABLE_PAGES {
+                continue;
+            }
+            touch(pd, &mut visited);
+            for k in 0..512 {
+                let e2 = unsafe { read_volatile((pv(pd) as *const u64).add(k)) };
+                let pt = e2 & ADDR_MASK;
+                if e2 & PRESENT == 0 || e2 & HUGE != 0 || !in_ros_ram(pt, 4096) || visited >= MAX_TABLE_PAGES {
+                    continue;
+                }
+                touch(pt, &mut visited);
+            }
+        }
+    }
+    visited
+}
+
 /// The PML4 this core runs on (duet's, one for every HRT core), in the physical window.
 fn own_pml4() -> *mut u64 {
     pv(cr3() & ADDR_MASK) as *mut u64
@@ -93,6 +141,7 @@ pub fn merge(root: u64) -> u64 {
         MERGED_ROOT.store(root, Ordering::Release);
         GENERATION.fetch_add(1, Ordering::AcqRel);
     });
+    touch_tables();
     flush_tlb();
     0
 }
