@@ -18,7 +18,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use duet_benches::{guest_image, repo_root, time_until_line};
+use duet_benches::{build_duet, guest_image, repo_root, time_until_line};
 
 const MEM_MIB: u64 = 256;
 const IMAGE_MIB: u64 = 256;
@@ -72,15 +72,7 @@ fn run() -> Result<(), String> {
     let limit = Duration::from_secs(env_num("DUET_BLK_LIMIT", 900));
     let kernel = guest_image("vmlinux-test")?;
     let initramfs = guest_image("initramfs.cpio")?;
-    let duet = repo_root().join("target/release/duet");
-    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "vmm", "--bin", "duet"])
-        .current_dir(repo_root())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !built.success() {
-        return Err("building duet failed".into());
-    }
+    let duet = build_duet()?;
     let flavor = vmm::KvmFlavor::detect();
     let cpu = vmm::platform::cpu_model();
     let dir = std::env::temp_dir().join(format!("duet-blk-bench-{}", std::process::id()));

@@ -24,6 +24,20 @@ pub fn guest_image(name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Builds the `duet` binary (release) and returns its path: benches that time `duet run` as a
+/// process, beside QEMU, need it fresh.
+pub fn build_duet() -> Result<PathBuf, String> {
+    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "-p", "vmm", "--bin", "duet"])
+        .current_dir(repo_root())
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !built.success() {
+        return Err("building duet failed".into());
+    }
+    Ok(repo_root().join("target/release/duet"))
+}
+
 /// What one timed boot saw.
 #[derive(Debug, Clone)]
 pub struct Timed {
