@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds duet's lean test kernel from Debian's linux-source package, once per machine.
-# Usage: build-test-kernel.sh OUT_DIR   (OUT_DIR receives vmlinux, bzImage and config)
+# Usage: build-test-kernel.sh OUT_DIR   (OUT_DIR receives vmlinux, bzImage, config and
+# modules/<release>/: the modules of modules.order under kernel/, stripped, plus modules.builtin)
 # Called by `cargo xtask images` with OUT_DIR = ${XDG_CACHE_HOME:-~/.cache}/duet/kernel-test; xtask
 # keys that cache on a hash of this script and duet-test.config (OUT_DIR/key). The source package
 # is downloaded once into OUT_DIR/work and kept, so a config change rebuilds incrementally.
@@ -73,7 +74,19 @@ while IFS='=' read -r key want; do
 done < "$frag"
 [ $bad -eq 0 ] || { echo "duet-test.config did not apply; fix the fragment" >&2; exit 1; }
 
-make -s -j"$(nproc)" bzImage
+make -s -j"$(nproc)" bzImage modules
+# The modules, laid out as under /lib/modules/<release> (no depmod needed: xtask reads each module's
+# .modinfo for its dependencies, as it does for Debian's kernel).
+rel=$(make -s kernelrelease)
+rm -rf "$out/modules.tmp" && mkdir -p "$out/modules.tmp/$rel/kernel"
+while read -r obj; do
+  [ -n "$obj" ] || continue
+  ko=${obj%.*}.ko
+  install -D -m 644 "$ko" "$out/modules.tmp/$rel/kernel/$ko"
+  strip --strip-debug "$out/modules.tmp/$rel/kernel/$ko"
+done < modules.order
+cp modules.order modules.builtin "$out/modules.tmp/$rel/"
+rm -rf "$out/modules" && mv "$out/modules.tmp" "$out/modules"
 cp vmlinux "$out/vmlinux.tmp" && mv "$out/vmlinux.tmp" "$out/vmlinux"
 cp arch/x86/boot/bzImage "$out/bzImage.tmp" && mv "$out/bzImage.tmp" "$out/bzImage"
 cp .config "$out/config"

@@ -106,6 +106,10 @@ fn linux_mounts_reads_and_writes_an_ext4_disk_and_survives_garbage_in_device_reg
         || run_vm(&cfg),
         |out, text| {
             assert_eq!(out.reason, ExitReason::Exit(0), "{text}");
+            // The drivers are modules (as in Debian's kernels): ros-init loaded them from the initramfs,
+            // and virtio_mmio got its `device=` parameters from the command line.
+            has(text, "duet-init: modules: loaded 10 in");
+            has(text, "virtio_mmio virtio_blk");
             has(text, &format!("host-file: {HOST_TEXT}"));
             has(text, "disk-done");
             has(text, "serial: scratch-1 ro: 1");

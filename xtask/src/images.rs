@@ -6,6 +6,7 @@ use std::process::Command;
 use crate::apt::{self, Apt};
 use crate::cpio;
 use crate::kernel;
+use crate::modules;
 use crate::util::{bail, cache_dir, copy, is_static_elf, mkdirs, read, repo_root, run, run_stdout, write_atomic, Context, Result};
 
 /// Where the images go.
@@ -30,12 +31,40 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
         .ctx(|| format!("{} is not a Multiboot2 kernel according to grub-file", hrt.display()))?;
     done.push(hrt);
     let busybox = busybox(&mut apt)?;
-    done.push(initramfs(&init, &hvm, &busybox, &out.join("initramfs.cpio"))?);
+    let base = Base { init, hvm, busybox };
     done.extend(kernel::test_kernel(&mut apt, &out)?);
+    let mods = kernel_modules(&kernel::test_kernel_cache()?.join("modules"))?;
+    done.push(initramfs(&base, &mods, &out.join("initramfs.cpio"))?);
     if cloud {
         done.extend(kernel::cloud_kernel(&mut apt, &out)?);
+        let mods = kernel_modules(&out.join(kernel::CLOUD_MODULES))?;
+        done.push(initramfs(&base, &mods, &out.join("initramfs-cloud.cpio"))?);
     }
     Ok(done)
+}
+
+/// The programs every initramfs carries.
+pub struct Base {
+    /// ros-init, as /init.
+    pub init: PathBuf,
+    /// The `hvm` tool, as /bin/hvm.
+    pub hvm: PathBuf,
+    /// A static busybox, as /bin/busybox with its applets.
+    pub busybox: PathBuf,
+}
+
+/// [`modules::WANTED`] resolved in `lib_modules` (a directory holding one `<release>/` tree).
+pub fn kernel_modules(lib_modules: &Path) -> Result<modules::ModuleSet> {
+    let (release, dir) = modules::release_dir(lib_modules)?;
+    let set = modules::resolve(&dir, &release, modules::WANTED)
+        .ctx(|| format!("resolving the guest's kernel modules for {release}"))?;
+    eprintln!(
+        "xtask: {} modules for {release}: {}{}",
+        set.modules.len(),
+        set.modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" "),
+        if set.builtin.is_empty() { String::new() } else { format!(" (built in: {})", set.builtin.join(" ")) }
+    );
+    Ok(set)
 }
 
 /// Builds the guest program `guests/<name>` (release, its own target dir) and returns the path of its
@@ -132,12 +161,14 @@ fn applets(busybox: &Path) -> Result<Vec<String>> {
 }
 
 /// Writes the initramfs: /init (ros-init), the usual directories, /dev/console and /dev/null,
-/// /bin/hvm (the hypercall tool), /bin/busybox and a /bin/<applet> → busybox link per applet.
-pub fn initramfs(init: &Path, hvm: &Path, busybox: &Path, dest: &Path) -> Result<PathBuf> {
-    let init_data = read(init)?;
-    let hvm_data = read(hvm)?;
-    let busybox_data = read(busybox)?;
-    let applets = applets(busybox)?;
+/// /bin/hvm (the hypercall tool), /bin/busybox and a /bin/<applet> → busybox link per applet, and the
+/// kernel modules under /lib/modules/<release>/ with the list ros-init loads
+/// ([`modules::LIST`]).
+pub fn initramfs(base: &Base, mods: &modules::ModuleSet, dest: &Path) -> Result<PathBuf> {
+    let init_data = read(&base.init)?;
+    let hvm_data = read(&base.hvm)?;
+    let busybox_data = read(&base.busybox)?;
+    let applets = applets(&base.busybox)?;
     let mut w =
         cpio::Writer::new(Vec::with_capacity(init_data.len() + hvm_data.len() + busybox_data.len() + 64 * 1024));
     let build = |w: &mut cpio::Writer<Vec<u8>>| -> std::io::Result<()> {
@@ -151,6 +182,25 @@ pub fn initramfs(init: &Path, hvm: &Path, busybox: &Path, dest: &Path) -> Result
         w.file("bin/busybox", 0o755, &busybox_data)?;
         for a in &applets {
             w.symlink(&format!("bin/{a}"), "busybox")?;
+        }
+        {
+            let set = mods;
+            let top = format!("lib/modules/{}", set.release);
+            let mut dirs = std::collections::BTreeSet::new();
+            for m in &set.modules {
+                let mut at = Path::new(&m.rel).parent();
+                while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
+                    dirs.insert(format!("{top}/{}", d.display()));
+                    at = d.parent();
+                }
+            }
+            for d in ["lib", "lib/modules", top.as_str()].into_iter().chain(dirs.iter().map(String::as_str)) {
+                w.dir(d, 0o755)?;
+            }
+            for m in &set.modules {
+                w.file(&format!("{top}/{}", m.rel), 0o644, &m.data)?;
+            }
+            w.file(&format!("{top}/{}", modules::LIST), 0o644, set.list().as_bytes())?;
         }
         Ok(())
     };

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::apt::{self, Apt};
+use crate::modules;
 use crate::util::{bail, cache_dir, copy, fnv1a64, mkdirs, read, repo_root, run_logged, run_stdout, write_atomic, Context, Result};
 
 /// The cache key of the test kernel: FNV-1a 64 of the config fragment and the build script.
@@ -110,13 +111,18 @@ fn cached_cloud_deb(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(debs.pop())
 }
 
-/// Debian's cloud kernel as `out/vmlinuz-cloud`, with `out/cloud-version` naming the package.
-/// Skipped when both are present; the .deb stays in `~/.cache/duet/cloud` (delete it there to
-/// pick up a newer kernel).
+/// Where, in the images directory, the cloud kernel's modules go: `<release>/` holding the modules
+/// duet's guests need ([`modules::WANTED`] and their dependencies) and `modules.builtin`.
+pub const CLOUD_MODULES: &str = "cloud-modules";
+
+/// Debian's cloud kernel as `out/vmlinuz-cloud`, with `out/cloud-version` naming the package and
+/// the modules the guest needs in `out/cloud-modules/<release>/`. Skipped when all three are present;
+/// the .deb stays in `~/.cache/duet/cloud` (delete it there to pick up a newer kernel).
 pub fn cloud_kernel(apt: &mut Apt, out: &Path) -> Result<Vec<PathBuf>> {
     let vmlinuz = out.join("vmlinuz-cloud");
     let version = out.join("cloud-version");
-    if vmlinuz.exists() && version.exists() {
+    let mods = out.join(CLOUD_MODULES);
+    if vmlinuz.exists() && version.exists() && mods.is_dir() {
         return Ok(vec![vmlinuz, version]);
     }
     let cache = cache_dir()?.join("cloud");
@@ -147,6 +153,28 @@ pub fn cloud_kernel(apt: &mut Apt, out: &Path) -> Result<Vec<PathBuf>> {
         bail!("{} has no boot/vmlinuz-*", deb.display());
     };
     copy(&image, &vmlinuz)?;
+    // The modules: only the ones the guest loads (the package has ~90 MB of them).
+    let (release, dir) = modules::release_dir(&extract.join("lib/modules"))
+        .ctx(|| format!("finding the modules of {}", deb.display()))?;
+    let set = modules::resolve(&dir, &release, modules::WANTED)
+        .ctx(|| format!("resolving the guest's modules in {}", deb.display()))?;
+    let tmp = out.join(format!("{CLOUD_MODULES}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).ctx(|| format!("removing {}", tmp.display()))?;
+    }
+    for m in &set.modules {
+        let dest = tmp.join(&release).join(&m.rel);
+        if let Some(parent) = dest.parent() {
+            mkdirs(parent)?;
+        }
+        write_atomic(&dest, &m.data)?;
+    }
+    mkdirs(&tmp.join(&release))?;
+    copy(&dir.join("modules.builtin"), &tmp.join(&release).join("modules.builtin"))?;
+    if mods.exists() {
+        std::fs::remove_dir_all(&mods).ctx(|| format!("removing {}", mods.display()))?;
+    }
+    std::fs::rename(&tmp, &mods).ctx(|| format!("renaming {} to {}", tmp.display(), mods.display()))?;
     let image_name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     write_atomic(&version, format!("{pkg} {ver} {image_name}\n").as_bytes())?;
     std::fs::remove_dir_all(&extract).ctx(|| format!("removing {}", extract.display()))?;

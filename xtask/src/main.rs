@@ -1,7 +1,8 @@
 //! duet's project tooling. Run as `cargo xtask <command>` (alias in .cargo/config.toml).
 //!
 //! - `images [--cloud]`: guest images in `target/guest-images/` (test kernel, ros-init,
-//!   initramfs; with `--cloud` also Debian's cloud kernel). Caches live in
+//!   initramfs with the kernel's virtio modules; with `--cloud` also Debian's cloud kernel and its
+//!   initramfs). Caches live in
 //!   `${XDG_CACHE_HOME:-~/.cache}/duet/`.
 //! - `check-guests`: checks the images that `images` made.
 //! - `test`: images, then the whole test suite (the README's test command).
@@ -11,6 +12,7 @@ mod apt;
 mod cpio;
 mod images;
 mod kernel;
+mod modules;
 mod tasks;
 mod util;
 
@@ -25,8 +27,10 @@ usage: cargo xtask <command>
 commands:
   images [--cloud]   build/fetch guest images into target/guest-images/ and print their paths:
                      vmlinux-test, bzImage-test (duet's lean test kernel, built once per machine),
-                     ros-init, initramfs.cpio, hrt.elf (guests/hrt); with --cloud also vmlinuz-cloud
-                     + cloud-version (Debian's cloud kernel). Caches: ${XDG_CACHE_HOME:-~/.cache}/duet/
+                     ros-init, initramfs.cpio (with the test kernel's virtio modules), hrt.elf
+                     (guests/hrt); with --cloud also vmlinuz-cloud, cloud-version (Debian's cloud
+                     kernel) and initramfs-cloud.cpio (with that kernel's virtio modules).
+                     Caches: ${XDG_CACHE_HOME:-~/.cache}/duet/
   check-guests       check the images in target/guest-images/
   test [ARGS]        images, then the whole test suite (cargo test --workspace --release ARGS)
   demo [ARGS]        images, then boot the partitioned VM of examples/demo.toml (Linux + duet's HRT;
@@ -48,7 +52,9 @@ fn check_guests() -> Result<()> {
         }
     }
     if let Ok(cpio) = std::fs::read(dir.join("initramfs.cpio")) {
-        for name in [&b"init\0"[..], b"bin/busybox\0", b"bin/sh\0", b"dev/console\0", b"TRAILER!!!\0"] {
+        for name in
+            [&b"init\0"[..], b"bin/busybox\0", b"bin/sh\0", b"dev/console\0", b"/duet-modules\0", b"TRAILER!!!\0"]
+        {
             if !cpio.windows(name.len()).any(|w| w == name) {
                 problems.push(format!("initramfs.cpio: no {}", String::from_utf8_lossy(&name[..name.len() - 1])));
             }
@@ -61,7 +67,14 @@ fn check_guests() -> Result<()> {
         }
     }
     if let Ok(config) = std::fs::read_to_string(dir.join("config-test")) {
-        for opt in ["CONFIG_PVH=y", "CONFIG_X86_IOPL_IOPERM=y", "CONFIG_SERIAL_8250_CONSOLE=y", "CONFIG_BLK_DEV_INITRD=y"] {
+        for opt in [
+            "CONFIG_PVH=y",
+            "CONFIG_X86_IOPL_IOPERM=y",
+            "CONFIG_SERIAL_8250_CONSOLE=y",
+            "CONFIG_BLK_DEV_INITRD=y",
+            "CONFIG_MODULES=y",
+            "CONFIG_VIRTIO_MMIO=m",
+        ] {
             if !config.lines().any(|l| l == opt) {
                 problems.push(format!("config-test: no {opt}"));
             }

@@ -1,13 +1,15 @@
 //! ros-init: PID 1 (`/init`) of duet's Linux guest.
 //!
 //! Mounts /proc, /sys, /dev, /tmp; reports kernel release, CPUs and memory on the console;
-//! records mark 1 ("init reached") on duet's debug port (see `port.rs`); checks
+//! records mark 1 ("init reached") on duet's debug port (see `port.rs`); loads the kernel modules
+//! the initramfs carries for this kernel (`modules.rs`: the virtio drivers, where they are modules); checks
 //! `duet.expect_cpus=N` from /proc/cmdline; runs the command given after ` -- ` on the kernel
 //! command line (`shell` for an interactive busybox shell, anything else through `/bin/sh -c`,
 //! nothing for checks only); then powers the VM off with the resulting status.
 //!
 //! PID 1 must never exit or panic: every failure becomes a message and status 1.
 
+mod modules;
 mod port;
 
 use std::ffi::CString;
@@ -168,10 +170,26 @@ fn run(port: &mut DebugPort) -> u32 {
         None => say!("memory: unknown (/proc/meminfo)"),
     }
 
-    // Checks from the kernel command line.
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     say!("cmdline: {}", cmdline.trim());
     let mut checks_ok = true;
+
+    // The drivers that are modules (Debian's kernels build virtio as modules).
+    let mods = modules::load("/lib/modules", &kernel_release(), &cmdline);
+    if !mods.loaded.is_empty() || !mods.present.is_empty() {
+        let present =
+            if mods.present.is_empty() { String::new() } else { format!("; already loaded: {}", mods.present.join(" ")) };
+        say!("modules: loaded {} in {} ms: {}{present}", mods.loaded.len(), mods.millis, mods.loaded.join(" "));
+    }
+    if let Some(why) = &mods.none {
+        say!("modules: none loaded ({why})");
+    }
+    for f in &mods.failed {
+        say!("modules: FAILED: {f}");
+        checks_ok = false;
+    }
+
+    // Checks from the kernel command line.
     for word in cmdline.split_whitespace() {
         if word == "--" {
             break;

@@ -22,7 +22,7 @@ use virtio_bindings::virtio_mmio as reg;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
 
-use super::{Activation, DeviceError, Interrupt, Memory, VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{Activation, DeviceError, Interrupt, LogBudget, Memory, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::EventFdTrigger;
 
 /// Bytes of guest-physical address space one device occupies.
@@ -98,6 +98,8 @@ pub struct MmioTransport<D: VirtioDevice> {
     driver_features: u64,
     queue_sel: u32,
     queues: Vec<QueueConfig>,
+    /// The driver's mistakes (accesses the transport ignores), for rate-limited logging.
+    mistakes: LogBudget,
 }
 
 impl<D: VirtioDevice> std::fmt::Debug for MmioTransport<D> {
@@ -124,6 +126,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             driver_features: 0,
             queue_sel: 0,
             queues,
+            mistakes: LogBudget::default(),
         }
     }
 
@@ -165,7 +168,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             return;
         }
         if usize::from(index) >= self.queues.len() {
-            log::warn!("{}: notify of queue {index}, which does not exist", self.name());
+            self.complain(format_args!("notify of queue {index}, which does not exist"));
             return;
         }
         if let Err(e) = self.device.process_queue(index) {
@@ -185,6 +188,18 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     fn name(&self) -> &'static str {
         super::type_name(self.device.device_type())
+    }
+
+    /// How many accesses of the driver the transport refused or ignored so far.
+    pub fn driver_mistakes(&self) -> u64 {
+        self.mistakes.count()
+    }
+
+    /// Logs a mistake of the driver within the transport's [`LogBudget`].
+    fn complain(&mut self, msg: std::fmt::Arguments<'_>) {
+        if let Some(n) = self.mistakes.hit() {
+            log::warn!("{}: {msg} ({n} driver mistakes so far)", self.name());
+        }
     }
 
     fn needs_reset(&mut self, e: &DeviceError) {
@@ -226,34 +241,35 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     /// The selected queue, if the driver may change it now (a ready queue only with `even_if_ready`).
     fn queue_for_setup(&mut self, what: &str, even_if_ready: bool) -> Option<&mut QueueConfig> {
-        let name = self.name();
         if !self.queue_setup_allowed() {
-            log::warn!("{name}: {what} written outside queue setup (status {:#x}), ignored", self.status);
+            let status = self.status;
+            self.complain(format_args!("{what} written outside queue setup (status {status:#x}), ignored"));
             return None;
         }
         let sel = self.queue_sel;
-        match self.queues.get_mut(usize::try_from(sel).ok()?) {
-            Some(q) if q.ready && !even_if_ready => {
-                log::warn!("{name}: {what} of queue {sel} written while it is ready, ignored");
+        let index = usize::try_from(sel).ok().filter(|&i| i < self.queues.len());
+        match index.map(|i| self.queues.get(i).is_some_and(|q| q.ready)) {
+            Some(true) if !even_if_ready => {
+                self.complain(format_args!("{what} of queue {sel} written while it is ready, ignored"));
                 None
             }
-            Some(q) => Some(q),
+            Some(_) => self.queues.get_mut(index?),
             None => {
-                log::warn!("{name}: {what} of queue {sel}, which does not exist, ignored");
+                self.complain(format_args!("{what} of queue {sel}, which does not exist, ignored"));
                 None
             }
         }
     }
 
-    fn features_acceptable(&self) -> bool {
+    fn features_acceptable(&mut self) -> bool {
         let offered = self.device_features();
         if self.driver_features & VIRTIO_F_VERSION_1 == 0 {
-            log::warn!("{}: the driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not served)", self.name());
+            self.complain(format_args!("the driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not served)"));
             return false;
         }
         let extra = self.driver_features & !offered;
         if extra != 0 {
-            log::warn!("{}: the driver accepted features that were not offered: {extra:#x}", self.name());
+            self.complain(format_args!("the driver accepted features that were not offered: {extra:#x}"));
             return false;
         }
         true
@@ -281,10 +297,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.reset();
             return;
         }
-        let name = self.name();
         let cleared = self.status & !value & !VIRTIO_CONFIG_S_NEEDS_RESET;
         if cleared != 0 {
-            log::warn!("{name}: the driver cleared status bits {cleared:#x} without a reset, ignored");
+            self.complain(format_args!("the driver cleared status bits {cleared:#x} without a reset, ignored"));
         }
         const STEPS: [(u32, u32); 4] = [
             (VIRTIO_CONFIG_S_ACKNOWLEDGE, 0),
@@ -298,7 +313,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
             }
             if self.status & needs != needs || self.status & (VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED) != 0
             {
-                log::warn!("{name}: status bit {bit:#x} set out of order (status {:#x}), ignored", self.status);
+                let status = self.status;
+                self.complain(format_args!("status bit {bit:#x} set out of order (status {status:#x}), ignored"));
                 break;
             }
             if bit == VIRTIO_CONFIG_S_FEATURES_OK && !self.features_acceptable() {
@@ -314,7 +330,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.status |= bit;
         }
         if value & VIRTIO_CONFIG_S_FAILED != 0 && self.status & VIRTIO_CONFIG_S_FAILED == 0 {
-            log::warn!("{name}: the driver gave up on the device (FAILED)");
+            log::warn!("{}: the driver gave up on the device (FAILED)", self.name());
             self.status |= VIRTIO_CONFIG_S_FAILED;
         }
     }
@@ -364,13 +380,13 @@ impl<D: VirtioDevice> MmioTransport<D> {
             reg::VIRTIO_MMIO_DRIVER_FEATURES => {
                 let s = self.status;
                 if s & VIRTIO_CONFIG_S_DRIVER == 0 || s & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
-                    log::warn!("{}: DriverFeatures written in status {s:#x}, ignored", self.name());
+                    self.complain(format_args!("DriverFeatures written in status {s:#x}, ignored"));
                 } else {
                     match self.driver_features_sel {
                         0 | 1 => {
                             self.driver_features = with_half(self.driver_features, v, self.driver_features_sel == 1)
                         }
-                        sel => log::warn!("{}: DriverFeatures word {sel} written, ignored", self.name()),
+                        sel => self.complain(format_args!("DriverFeatures word {sel} written, ignored")),
                     }
                 }
             }
@@ -399,7 +415,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             reg::VIRTIO_MMIO_QUEUE_NOTIFY => match u16::try_from(v) {
                 Ok(index) => self.notify(index),
                 Err(_) => {
-                    log::warn!("{}: QueueNotify with {v:#x} (no notification data negotiated), ignored", self.name())
+                    self.complain(format_args!("QueueNotify with {v:#x} (no notification data negotiated), ignored"))
                 }
             },
             reg::VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.ack(v),
@@ -416,7 +432,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             match offset.checked_add(data.len() as u64) {
                 Some(end) if end <= MMIO_WINDOW_SIZE => self.device.read_config(offset - CONFIG_OFFSET, data),
                 _ => {
-                    log::warn!("{}: read of {} bytes at {offset:#x} outside the window", self.name(), data.len());
+                    self.complain(format_args!("read of {} bytes at {offset:#x} outside the window", data.len()));
                     data.fill(0);
                 }
             }
@@ -429,7 +445,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
         match value {
             Some(v) => data.copy_from_slice(&v.to_le_bytes()),
             None => {
-                log::warn!("{}: read of {} bytes at {offset:#x} (no such register), gives 0", self.name(), data.len());
+                self.complain(format_args!("read of {} bytes at {offset:#x} (no such register), gives 0", data.len()));
                 data.fill(0);
             }
         }
@@ -439,8 +455,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         if offset >= CONFIG_OFFSET {
             match offset.checked_add(data.len() as u64) {
-                Some(end) if end <= MMIO_WINDOW_SIZE => self.device.write_config(offset - CONFIG_OFFSET, data),
-                _ => log::warn!("{}: write of {} bytes at {offset:#x} outside the window", self.name(), data.len()),
+                Some(end) if end <= MMIO_WINDOW_SIZE => {
+                    if !self.device.write_config(offset - CONFIG_OFFSET, data) {
+                        self.complain(format_args!(
+                            "config write of {} bytes at {offset:#x} ignored (read-only config)",
+                            data.len()
+                        ));
+                    }
+                }
+                _ => self.complain(format_args!("write of {} bytes at {offset:#x} outside the window", data.len())),
             }
             return;
         }
@@ -449,7 +472,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             _ => false,
         };
         if !done {
-            log::warn!("{}: write of {} bytes at {offset:#x} (no such register), ignored", self.name(), data.len());
+            self.complain(format_args!("write of {} bytes at {offset:#x} (no such register), ignored", data.len()));
         }
     }
 }

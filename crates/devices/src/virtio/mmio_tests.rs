@@ -37,12 +37,13 @@ impl VirtioDevice for Fake {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         crate::virtio::read_config_bytes(&self.config, offset, data);
     }
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
+    fn write_config(&mut self, offset: u64, data: &[u8]) -> bool {
         for (i, b) in data.iter().enumerate() {
             if let Some(slot) = self.config.get_mut(offset as usize + i) {
                 *slot = *b;
             }
         }
+        true
     }
     fn activate(&mut self, a: Activation) -> Result<(), DeviceError> {
         let qs =
@@ -345,6 +346,29 @@ fn a_storm_of_arbitrary_accesses_does_not_panic() {
             d.t.read(offset, &mut b);
         }
     }
+}
+
+#[test]
+fn a_driver_repeating_a_mistake_is_counted_but_logged_within_a_budget() {
+    let mut d = Driver::new(Fake::default());
+    assert_eq!(d.t.driver_mistakes(), 0);
+    let mut logged = 0;
+    let mut budget = LogBudget::default();
+    for _ in 0..100_000 {
+        d.t.write(0x28, &[0; 4]); // legacy GuestPageSize: no such register
+        logged += u32::from(budget.hit().is_some());
+    }
+    assert_eq!(d.t.driver_mistakes(), 100_000);
+    // The first ten, then 16, 32, ..., 65536: 10 + 13 lines for 100,000 mistakes.
+    assert_eq!(logged, 23);
+    // Proper accesses are not mistakes.
+    d.t.write(reg::VIRTIO_MMIO_STATUS as u64, &ACK.to_le_bytes());
+    let mut b = [0u8; 4];
+    d.t.read(0, &mut b);
+    assert_eq!(d.t.driver_mistakes(), 100_000);
+    // Config writes a device does not take count too (the fake takes them).
+    d.t.write(CONFIG_OFFSET, &[1]);
+    assert_eq!(d.t.driver_mistakes(), 100_000);
 }
 
 #[test]

@@ -88,6 +88,28 @@ pub struct Activation {
     pub features: u64,
 }
 
+/// Which of a guest's repeated mistakes get logged: the first ten, then the 16th, 32nd, 64th, … (each
+/// line carries the count), so a broken or hostile driver cannot flood the host's log however often it
+/// repeats one, and nothing goes unreported either.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogBudget {
+    count: u64,
+}
+
+impl LogBudget {
+    /// Counts one more; returns the count when this one should be logged.
+    pub fn hit(&mut self) -> Option<u64> {
+        self.count = self.count.saturating_add(1);
+        let n = self.count;
+        (n <= 10 || n.is_power_of_two()).then_some(n)
+    }
+
+    /// How many were counted.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
 /// A virtio device model: the device-type-specific half that the transport wraps.
 pub trait VirtioDevice: Send {
     /// The virtio device ID (`VIRTIO_ID_*`).
@@ -98,9 +120,11 @@ pub trait VirtioDevice: Send {
     fn queue_max_sizes(&self) -> &[u16];
     /// Reads `data.len()` bytes of the configuration space at `offset`; bytes beyond it read as zero.
     fn read_config(&self, offset: u64, data: &mut [u8]);
-    /// Writes the configuration space. Devices with no writable fields ignore it.
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        log::warn!("virtio: config write of {} bytes at {offset:#x} ignored (read-only config)", data.len());
+    /// Writes the configuration space; `false` if the device took nothing (no writable fields there:
+    /// the transport reports the write, within its log budget).
+    fn write_config(&mut self, offset: u64, data: &[u8]) -> bool {
+        let _ = (offset, data);
+        false
     }
     /// Starts serving the queues the driver set up.
     fn activate(&mut self, activation: Activation) -> Result<(), DeviceError>;
@@ -134,7 +158,7 @@ impl VirtioDevice for Box<dyn VirtioDevice> {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         (**self).read_config(offset, data)
     }
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
+    fn write_config(&mut self, offset: u64, data: &[u8]) -> bool {
         (**self).write_config(offset, data)
     }
     fn activate(&mut self, activation: Activation) -> Result<(), DeviceError> {

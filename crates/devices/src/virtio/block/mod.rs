@@ -21,7 +21,9 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 
 use self::request::{Bounce, Disk, RequestError, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
-use super::{read_config_bytes, Activation, DeviceError, Interrupt, Memory, VirtioDevice, VIRTIO_RING_F_INDIRECT_DESC};
+use super::{
+    read_config_bytes, Activation, DeviceError, Interrupt, LogBudget, Memory, VirtioDevice, VIRTIO_RING_F_INDIRECT_DESC,
+};
 
 /// Descriptors in the request queue.
 pub const QUEUE_SIZE: u16 = 256;
@@ -69,7 +71,7 @@ pub struct Block {
     config: [u8; CONFIG_SIZE],
     bounce: Box<Bounce>,
     active: Option<Active>,
-    failed_requests: u64,
+    failed_requests: LogBudget,
 }
 
 /// What the device holds while the driver runs it.
@@ -130,7 +132,7 @@ impl Block {
             config,
             bounce: Box::new([0u8; std::mem::size_of::<Bounce>()]),
             active: None,
-            failed_requests: 0,
+            failed_requests: LogBudget::default(),
         })
     }
 
@@ -141,15 +143,12 @@ impl Block {
 
     /// Requests that failed so far (each got an error status).
     pub fn failed_requests(&self) -> u64 {
-        self.failed_requests
+        self.failed_requests.count()
     }
 
-    /// Logs a failed request: the first ten, then every power of two, so a hostile driver cannot flood
-    /// the log.
+    /// Logs a failed request within the device's [`LogBudget`].
     fn note_failure(&mut self, e: &RequestError) {
-        self.failed_requests += 1;
-        let n = self.failed_requests;
-        if n <= 10 || n.is_power_of_two() {
+        if let Some(n) = self.failed_requests.hit() {
             let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
             log::warn!("virtio-blk: request failed ({n} so far): {e}{cause}");
         }

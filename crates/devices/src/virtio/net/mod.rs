@@ -23,7 +23,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT, Reader, Writer};
 
 pub use self::tap::{NetBackend, Tap, TapError};
 use super::chain::{inspect, ChainError};
-use super::{read_config_bytes, Activation, DeviceError, Interrupt, Memory, VirtioDevice};
+use super::{read_config_bytes, Activation, DeviceError, Interrupt, LogBudget, Memory, VirtioDevice};
 
 /// Bytes of `virtio_net_hdr_v1` before every frame (version 1 always has `num_buffers`).
 pub const VNET_HDR_SIZE: usize = 12;
@@ -61,7 +61,7 @@ pub struct Net<B: NetBackend = Tap> {
     tx_frame: Box<[u8]>,
     active: Option<Active>,
     stats: NetStats,
-    log_budget: u64,
+    log_budget: LogBudget,
 }
 
 struct Active {
@@ -110,7 +110,7 @@ impl<B: NetBackend> Net<B> {
             tx_frame: vec![0u8; MAX_FRAME].into_boxed_slice(),
             active: None,
             stats: NetStats::default(),
-            log_budget: 0,
+            log_budget: LogBudget::default(),
         }
     }
 
@@ -124,11 +124,9 @@ impl<B: NetBackend> Net<B> {
         self.stats
     }
 
-    /// Logs a dropped frame or lost buffer: the first ten, then every power of two.
+    /// Logs a dropped frame or lost buffer within the device's [`LogBudget`].
     fn note(&mut self, what: &str, e: &dyn std::error::Error) {
-        self.log_budget += 1;
-        let n = self.log_budget;
-        if n <= 10 || n.is_power_of_two() {
+        if let Some(n) = self.log_budget.hit() {
             let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
             log::warn!("virtio-net: {what} ({n} problems so far): {e}{cause}");
         }

@@ -30,7 +30,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use self::connection::{Connection, State, BUF_ALLOC};
 use self::packet::{Header, Op, HDR_SIZE, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 use super::chain::inspect;
-use super::{read_config_bytes, Activation, DeviceError, Interrupt, Memory, VirtioDevice};
+use super::{read_config_bytes, Activation, DeviceError, Interrupt, LogBudget, Memory, VirtioDevice};
 
 /// Descriptors in each queue.
 pub const QUEUE_SIZE: u16 = 256;
@@ -108,7 +108,7 @@ pub struct Vsock {
     next_port: u32,
     bounce: Box<[u8]>,
     active: Option<Active>,
-    problems: u64,
+    problems: LogBudget,
 }
 
 impl std::fmt::Debug for Vsock {
@@ -150,7 +150,7 @@ impl Vsock {
             next_port: 1 << 30,
             bounce: vec![0u8; MAX_PAYLOAD].into_boxed_slice(),
             active: None,
-            problems: 0,
+            problems: LogBudget::default(),
         })
     }
 
@@ -164,11 +164,9 @@ impl Vsock {
         self.conns.len()
     }
 
-    /// Logs a problem: the first ten, then every power of two.
+    /// Logs a problem within the device's [`LogBudget`].
     fn note(&mut self, msg: std::fmt::Arguments<'_>) {
-        self.problems += 1;
-        let n = self.problems;
-        if n <= 10 || n.is_power_of_two() {
+        if let Some(n) = self.problems.hit() {
             log::warn!("virtio-vsock: {msg} ({n} problems so far)");
         }
     }
