@@ -74,6 +74,7 @@ fn check_guests() -> Result<()> {
             "CONFIG_BLK_DEV_INITRD=y",
             "CONFIG_MODULES=y",
             "CONFIG_VIRTIO_MMIO=m",
+            "CONFIG_ACPI=y",
         ] {
             if !config.lines().any(|l| l == opt) {
                 problems.push(format!("config-test: no {opt}"));

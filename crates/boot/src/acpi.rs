@@ -1,13 +1,18 @@
-//! ACPI tables that make a Multiboot2 VM look like a PC to a specialized kernel: an RSDP where firmware
-//! leaves it (0xE0000–0xFFFFF) and in the Multiboot2 information, an XSDT, a FADT pointing at a DSDT that
-//! describes the PIT (PNP0100) and COM1 (PNP0501) with their ports and interrupts, and a MADT listing every
-//! CPU's local APIC and the IOAPIC. Built with the `acpi_tables` crate.
+//! ACPI tables: an RSDP where firmware leaves it (0xE0000–0xFFFFF), an XSDT, a FADT pointing at a DSDT,
+//! and a MADT listing every CPU's local APIC and the IOAPIC. Built with the `acpi_tables` crate.
 //!
-//! The Linux ROS keeps booting from the MP table: duet's test kernel has no ACPI, and a distribution
-//! kernel given a MADT without a FADT would have to fall back anyway.
+//! - For a Multiboot2 kernel ([`write`], [`build_at`]): a PC-like set whose DSDT describes the PIT
+//!   (PNP0100) and COM1 (PNP0501) with their ports and interrupts; the RSDP also goes into the Multiboot2
+//!   information.
+//! - For Linux ([`write_linux`]): a hardware-reduced ACPI set (`HW_REDUCED_ACPI` in the FADT, as
+//!   Firecracker and Cloud Hypervisor give it) whose DSDT describes COM1 and every virtio-mmio device
+//!   (`LNRO0005`, the ID Linux's `virtio_mmio` driver matches, with its window and interrupt). Distribution
+//!   kernels need it: Debian's build `virtio_mmio` without `VIRTIO_MMIO_CMDLINE_DEVICES`, so
+//!   `virtio_mmio.device=` on the command line reaches nothing there. A kernel without ACPI ignores the
+//!   tables and keeps using the MP table, which duet writes too.
 
-use acpi_tables::aml::{Device, EISAName, Interrupt, Name, ResourceTemplate, Scope, IO};
-use acpi_tables::fadt::{FADTBuilder, FADT};
+use acpi_tables::aml::{Device, EISAName, Interrupt, Memory32Fixed, Name, ResourceTemplate, Scope, IO};
+use acpi_tables::fadt::{FADTBuilder, Flags, FADT};
 use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
@@ -34,6 +39,29 @@ pub enum AcpiError {
     /// Guest memory does not cover the tables' place.
     #[error("guest memory does not cover the ACPI tables at {ACPI_START:#x}")]
     Write,
+    /// A device the DSDT cannot describe.
+    #[error("virtio-mmio device {index} at {base:#x} (IRQ {irq}) cannot be described: {why}")]
+    Device {
+        /// Its position in the list.
+        index: usize,
+        /// Its window.
+        base: u64,
+        /// Its interrupt.
+        irq: u32,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+/// A virtio-mmio device for the DSDT: its register window and its (edge-triggered, active-high) GSI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioDevice {
+    /// Guest-physical base of the window (below 4 GiB).
+    pub base: u64,
+    /// Window size in bytes.
+    pub size: u32,
+    /// IOAPIC input (GSI).
+    pub irq: u32,
 }
 
 fn bytes(table: &dyn Aml) -> Vec<u8> {
@@ -42,7 +70,51 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// The DSDT: the legacy devices duet provides, in `\\_SB`.
+/// The DSDT of a Linux VM: COM1 and the virtio-mmio devices (`VR00`, `VR01`, …), in `\\_SB`.
+fn linux_dsdt(virtio: &[MmioDevice]) -> Result<Vec<u8>, AcpiError> {
+    let (com1_io, com1_irq) = (IO::new(0x3f8, 0x3f8, 0, 8), Interrupt::new(true, true, false, false, 4));
+    let com1_crs = ResourceTemplate::new(vec![&com1_io, &com1_irq]);
+    let com1_hid = EISAName::new("PNP0501");
+    let (com1_hid, com1_uid, com1_res) =
+        (Name::new("_HID".into(), &com1_hid), Name::new("_UID".into(), &1u8), Name::new("_CRS".into(), &com1_crs));
+    let com1 = Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_res]);
+    if virtio.len() > 0x100 {
+        return Err(AcpiError::Device { index: 0x100, base: 0, irq: 0, why: "more than 256 devices" });
+    }
+    let mut resources = Vec::with_capacity(virtio.len());
+    for (index, d) in virtio.iter().enumerate() {
+        let err = |why| AcpiError::Device { index, base: d.base, irq: d.irq, why };
+        let base = u32::try_from(d.base).map_err(|_| err("the window is above 4 GiB"))?;
+        if base.checked_add(d.size).is_none() || d.size == 0 {
+            return Err(err("the window is empty or crosses 4 GiB"));
+        }
+        resources.push((Memory32Fixed::new(true, base, d.size), Interrupt::new(true, true, false, false, d.irq)));
+    }
+    let templates: Vec<ResourceTemplate<'_>> =
+        resources.iter().map(|(mem, irq)| ResourceTemplate::new(vec![mem, irq])).collect();
+    let hid: &'static str = "LNRO0005";
+    let uids: Vec<u32> = (0..virtio.len() as u32).collect();
+    let names: Vec<[Name; 3]> = templates
+        .iter()
+        .zip(&uids)
+        .map(|(crs, uid)| [Name::new("_HID".into(), &hid), Name::new("_UID".into(), uid), Name::new("_CRS".into(), crs)])
+        .collect();
+    let devices: Vec<Device<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, [h, u, c])| Device::new(format!("VR{i:02X}").as_str().into(), vec![h, u, c]))
+        .collect();
+    let mut children: Vec<&dyn Aml> = vec![&com1];
+    children.extend(devices.iter().map(|d| d as &dyn Aml));
+    let sb = Scope::new("\\_SB_".into(), children);
+    let mut aml = Vec::new();
+    sb.to_aml_bytes(&mut aml);
+    let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
+    table.append_slice(&aml);
+    Ok(table.as_slice().to_vec())
+}
+
+/// The DSDT of a Multiboot2 VM: the legacy devices duet provides, in `\\_SB`.
 fn dsdt() -> Vec<u8> {
     let (com1_io, com1_irq) = (IO::new(0x3f8, 0x3f8, 0, 8), Interrupt::new(true, true, false, false, 4));
     let (pit_io, pit_irq) = (IO::new(0x40, 0x40, 0, 4), Interrupt::new(true, true, false, false, 0));
@@ -83,6 +155,42 @@ pub fn build(apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
 
 /// [`build`] for tables laid out from `base` (e.g. the HRT's own area in a partitioned VM).
 pub fn build_at(base: u64, apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiError> {
+    let fadt = |dsdt_at| FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1).dsdt_64(dsdt_at).finalize();
+    layout(base, apic_ids, &dsdt(), fadt)
+}
+
+/// The tables of a Linux VM with CPUs of the given APIC IDs and the given virtio-mmio devices, laid out
+/// from [`ACPI_START`]: RSDP, DSDT, a hardware-reduced FADT, MADT, XSDT.
+pub fn build_linux(apic_ids: &[u8], virtio: &[MmioDevice]) -> Result<(Vec<u8>, usize), AcpiError> {
+    let fadt = |dsdt_at| {
+        FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1)
+            .dsdt_64(dsdt_at)
+            .flag(Flags::HwReducedAcpi)
+            .flag(Flags::PwrButton)
+            .flag(Flags::SlpButton)
+            .finalize()
+    };
+    let (out, rsdp_len) = layout(ACPI_START, apic_ids, &linux_dsdt(virtio)?, fadt)?;
+    if ACPI_START as usize + out.len() > MPTABLE_START as usize {
+        return Err(AcpiError::TooLarge(out.len()));
+    }
+    Ok((out, rsdp_len))
+}
+
+/// Builds the tables of a Linux VM ([`build_linux`], APIC IDs 0..vcpus) and writes them at [`ACPI_START`].
+pub fn write_linux<M: GuestMemoryBackend>(mem: &M, vcpus: u8, virtio: &[MmioDevice]) -> Result<(), AcpiError> {
+    let ids: Vec<u8> = (0..vcpus).collect();
+    let (tables, _) = build_linux(&ids, virtio)?;
+    mem.write_slice(&tables, GuestAddress(ACPI_START)).map_err(|_| AcpiError::Write)
+}
+
+/// RSDP, DSDT, FADT (from `fadt`, given the DSDT's address), MADT and XSDT laid out from `base`.
+fn layout(
+    base: u64,
+    apic_ids: &[u8],
+    dsdt: &[u8],
+    fadt: impl FnOnce(u64) -> FADT,
+) -> Result<(Vec<u8>, usize), AcpiError> {
     if apic_ids.is_empty() || apic_ids.len() > 255 {
         return Err(AcpiError::CpuCount(apic_ids.len()));
     }
@@ -95,9 +203,8 @@ pub fn build_at(base: u64, apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiErro
 
     let rsdp_len = Rsdp::len();
     let mut out = vec![0u8; rsdp_len];
-    let dsdt_at = place(&mut out, base, &dsdt());
-    let fadt: FADT = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1).dsdt_64(dsdt_at).finalize();
-    let fadt_at = place(&mut out, base, &bytes(&fadt));
+    let dsdt_at = place(&mut out, base, dsdt);
+    let fadt_at = place(&mut out, base, &bytes(&fadt(dsdt_at)));
     let madt_at = place(&mut out, base, &bytes(&madt));
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, 1);
     xsdt.add_entry(fadt_at);
@@ -176,6 +283,40 @@ mod tests {
             at += usize::from(t[at + 1]);
         }
         assert_eq!(lapics, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn linux_tables_are_hardware_reduced_and_describe_every_virtio_device() {
+        let virtio = [
+            MmioDevice { base: 0xd000_0000, size: 0x1000, irq: 5 },
+            MmioDevice { base: 0xd000_1000, size: 0x1000, irq: 6 },
+        ];
+        let (t, rsdp_len) = build_linux(&[0, 1], &virtio).expect("build");
+        assert_eq!(sum(&t[..rsdp_len]), 0);
+        let xsdt = (u64_at(&t, 24) - ACPI_START) as usize;
+        let fadt = (u64_at(&t, xsdt + 36) - ACPI_START) as usize;
+        assert_eq!(&t[fadt..fadt + 4], b"FACP");
+        assert_eq!(sum(&t[fadt..fadt + u32_at(&t, fadt + 4) as usize]), 0);
+        assert_ne!(u32_at(&t, fadt + 112) & (1 << 20), 0, "HW_REDUCED_ACPI");
+        let dsdt = (u64_at(&t, fadt + 140) - ACPI_START) as usize;
+        let dlen = u32_at(&t, dsdt + 4) as usize;
+        assert_eq!(sum(&t[dsdt..dsdt + dlen]), 0);
+        let aml = &t[dsdt + 36..dsdt + dlen];
+        let has = |needle: &[u8]| aml.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"COM1") && has(b"VR00") && has(b"VR01") && !has(b"VR02"));
+        assert_eq!(aml.windows(9).filter(|w| w == b"LNRO0005\0").count(), 2);
+        // Memory32Fixed (0x86, length 9, read-write) with each window, then an extended IRQ (0x89).
+        for (d, irq) in [(0xd000_0000u32, 5u8), (0xd000_1000, 6)] {
+            let mut desc = vec![0x86, 9, 0, 1];
+            desc.extend_from_slice(&d.to_le_bytes());
+            desc.extend_from_slice(&0x1000u32.to_le_bytes());
+            desc.extend_from_slice(&[0x89, 6, 0, 0b0011, 1, irq, 0, 0, 0]);
+            assert!(has(&desc), "window {d:#x} irq {irq}");
+        }
+        // No devices: still valid (COM1 only).
+        assert!(build_linux(&[0], &[]).is_ok());
+        let high = [MmioDevice { base: 0x1_0000_0000, size: 0x1000, irq: 5 }];
+        assert!(matches!(build_linux(&[0], &high), Err(AcpiError::Device { index: 0, .. })));
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct Plan {
     pub modules: Vec<Module>,
     /// The HRT, when this is a partitioned VM (then `kind` is the ROS's Linux).
     pub hrt: Option<HrtPlan>,
+    /// Linux's virtio-mmio devices, for its ACPI tables (the command line names them too).
+    pub virtio: Vec<boot::acpi::MmioDevice>,
 }
 
 /// The ABI's number for the configured forwarding mode.
@@ -177,6 +179,14 @@ fn prepare_linux(ros: &config::RosConfig, devices: &config::DevicesConfig, platf
     };
     let initramfs_at = linux::plan(&info, initramfs.as_ref().map(|i| i.len() as u64), ros.memory).map_err(boot_err)?;
     let cmdline = platform.linux_cmdline(&with_kernel_params(&ros.cmdline, &crate::virtio::cmdline_fragments(devices)?));
+    let virtio = crate::virtio::placements(devices)?
+        .iter()
+        .map(|p| boot::acpi::MmioDevice {
+            base: p.base,
+            size: u32::try_from(devices::virtio::mmio::MMIO_WINDOW_SIZE).unwrap_or(0x1000),
+            irq: p.irq,
+        })
+        .collect();
     if cmdline.len() > info.cmdline_max {
         return Err(boot_err(linux::LinuxBootError::CmdlineTooLong { len: cmdline.len(), max: info.cmdline_max }));
     }
@@ -191,6 +201,7 @@ fn prepare_linux(ros: &config::RosConfig, devices: &config::DevicesConfig, platf
         initramfs,
         modules: Vec::new(),
         hrt: None,
+        virtio,
     })
 }
 
@@ -222,12 +233,13 @@ fn prepare_multiboot2(hrt: &config::HrtConfig, platform: PlatformSettings) -> Re
         initramfs: None,
         modules,
         hrt: None,
+        virtio: Vec::new(),
     })
 }
 
 impl Plan {
     /// Loads the kernel (and initramfs or modules) into `mem`, writes the firmware tables the kernel
-    /// expects (MP table for Linux; ACPI tables and the Multiboot2 information for Multiboot2), and
+    /// expects (MP and ACPI tables for Linux; ACPI tables and the Multiboot2 information for Multiboot2), and
     /// returns the boot vCPU's entry state. The image bytes are dropped afterwards: they now live in
     /// guest memory, and a second copy would cost the VMM tens of MiB.
     pub fn load(&mut self, mem: &GuestMemoryMmap<()>) -> Result<boot::BootEntry, VmmError> {
@@ -241,7 +253,10 @@ impl Plan {
                 };
                 let loaded = linux::load(mem, &spec)
                     .map_err(|source| VmmError::Boot { path: self.kernel_path.clone(), source })?;
+                // Both: a kernel without ACPI (duet's test kernel) finds its CPUs in the MP table and its
+                // devices on the command line; a distribution kernel finds both in ACPI.
                 boot::mptable::write(mem, self.vcpus)?;
+                boot::acpi::write_linux(mem, self.vcpus, &self.virtio)?;
                 loaded.entry
             }
             KernelKind::Multiboot2 { .. } => {

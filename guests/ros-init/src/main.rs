@@ -188,6 +188,10 @@ fn run(port: &mut DebugPort) -> u32 {
         say!("modules: FAILED: {f}");
         checks_ok = false;
     }
+    if let Some(why) = modules::missing_virtio_devices(&cmdline, "/sys/bus/virtio/devices") {
+        say!("check virtio devices: FAILED ({why})");
+        checks_ok = false;
+    }
 
     // Checks from the kernel command line.
     for word in cmdline.split_whitespace() {

@@ -125,6 +125,26 @@ pub fn load(root: &str, release: &str, cmdline: &str) -> Outcome {
     out
 }
 
+/// Compares the virtio-mmio devices the command line names (`virtio_mmio.device=`, one per device duet
+/// attached) with the virtio devices Linux registered (entries of `bus`, i.e.
+/// `/sys/bus/virtio/devices`). `None` when they agree or the command line names none; otherwise why not.
+pub fn missing_virtio_devices(cmdline: &str, bus: &str) -> Option<String> {
+    let named = cmdline_words(cmdline)
+        .iter()
+        .filter(|w| w.split_once('=').is_some_and(|(k, _)| k.replace('-', "_") == "virtio_mmio.device"))
+        .count();
+    if named == 0 {
+        return None;
+    }
+    let found = std::fs::read_dir(bus).map(|d| d.filter_map(|e| e.ok()).count()).unwrap_or(0);
+    (found < named).then(|| {
+        format!(
+            "duet attached {named} virtio-mmio devices, Linux registered {found}: its virtio_mmio takes devices \
+             neither from the command line (VIRTIO_MMIO_CMDLINE_DEVICES) nor from ACPI, or a driver is missing"
+        )
+    })
+}
+
 fn finit_module(path: &str, params: &str) -> std::io::Result<()> {
     let file = std::fs::File::open(path)?;
     let params = CString::new(params).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -168,6 +188,21 @@ mod tests {
         assert_eq!(module_params(c, "x"), "y.z=1");
         assert_eq!(module_params(c, "virtio_blk"), "");
         assert_eq!(module_params(c, "noval"), "");
+    }
+
+    #[test]
+    fn virtio_devices_are_counted() {
+        let dir = std::env::temp_dir().join(format!("ros-init-bus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("virtio0")).unwrap();
+        let bus = dir.to_string_lossy().into_owned();
+        let two = "quiet virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6 -- x";
+        assert!(missing_virtio_devices(two, &bus).is_some_and(|m| m.contains("attached 2") && m.contains("registered 1")));
+        assert_eq!(missing_virtio_devices("quiet -- virtio_mmio.device=x", &bus), None);
+        std::fs::create_dir_all(dir.join("virtio1")).unwrap();
+        assert_eq!(missing_virtio_devices(two, &bus), None);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(missing_virtio_devices(two, &bus).is_some(), "no bus at all: none registered");
     }
 
     #[test]

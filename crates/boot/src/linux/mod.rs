@@ -15,9 +15,10 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
+use crate::acpi::ACPI_START;
 use crate::entry::{setup_long_mode, BootEntry, EntryError};
 use crate::layout::{
-    self, BIOS_AREA_END, BOOT_STACK_TOP, CMDLINE_START, HIGH_MEMORY_START, LEGACY_HOLE_START, MPTABLE_START,
+    self, BIOS_AREA_END, BOOT_STACK_TOP, CMDLINE_START, HIGH_MEMORY_START, LEGACY_HOLE_START,
     ZERO_PAGE_START,
 };
 
@@ -158,7 +159,8 @@ pub fn plan(
 pub fn e820_map(mem_size: u64) -> Vec<boot_e820_entry> {
     let mut map = vec![
         boot_e820_entry { addr: 0, size: LEGACY_HOLE_START, r#type: E820_RAM },
-        boot_e820_entry { addr: MPTABLE_START, size: BIOS_AREA_END - MPTABLE_START, r#type: E820_RESERVED },
+        // The firmware tables: ACPI from 0xE0000, the MP table from 0xF0000.
+        boot_e820_entry { addr: ACPI_START, size: BIOS_AREA_END - ACPI_START, r#type: E820_RESERVED },
     ];
     for r in layout::ram_ranges(mem_size) {
         let start = r.start.0.max(HIGH_MEMORY_START);
