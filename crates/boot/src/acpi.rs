@@ -70,14 +70,45 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// The DSDT of a Linux VM: COM1 and the virtio-mmio devices (`VR00`, `VR01`, …), in `\\_SB`.
-fn linux_dsdt(virtio: &[MmioDevice]) -> Result<Vec<u8>, AcpiError> {
-    let (com1_io, com1_irq) = (IO::new(0x3f8, 0x3f8, 0, 8), Interrupt::new(true, true, false, false, 4));
-    let com1_crs = ResourceTemplate::new(vec![&com1_io, &com1_irq]);
-    let com1_hid = EISAName::new("PNP0501");
-    let (com1_hid, com1_uid, com1_res) =
-        (Name::new("_HID".into(), &com1_hid), Name::new("_UID".into(), &1u8), Name::new("_CRS".into(), &com1_crs));
-    let com1 = Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_res]);
+/// A 16550 UART for the DSDT: its I/O base and its (edge-triggered, active-high) ISA IRQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uart {
+    /// I/O port base (8 ports).
+    pub port: u16,
+    /// ISA IRQ (= GSI; duet's IOAPIC routes them one to one).
+    pub irq: u32,
+}
+
+/// COM1, which every duet VM has.
+pub const COM1: Uart = Uart { port: 0x3f8, irq: 4 };
+
+/// The DSDT of a Linux VM: the UARTs (`COM1`, `COM2`, …) and the virtio-mmio devices (`VR00`, `VR01`,
+/// …), in `\\_SB`. Hardware-reduced ACPI has no legacy PIC, so Linux wires an ISA IRQ to the IOAPIC
+/// only for a device described here: a UART left out would get no interrupt.
+fn linux_dsdt(uarts: &[Uart], virtio: &[MmioDevice]) -> Result<Vec<u8>, AcpiError> {
+    if uarts.len() > 9 {
+        return Err(AcpiError::Device { index: 9, base: 0, irq: 0, why: "more than 9 UARTs" });
+    }
+    let uart_res: Vec<(IO, Interrupt)> = uarts
+        .iter()
+        .map(|u| (IO::new(u.port, u.port, 0, 8), Interrupt::new(true, true, false, false, u.irq)))
+        .collect();
+    let uart_crs: Vec<ResourceTemplate<'_>> =
+        uart_res.iter().map(|(io, irq)| ResourceTemplate::new(vec![io, irq])).collect();
+    let uart_hid = EISAName::new("PNP0501");
+    let uart_uids: Vec<u32> = (1..=uarts.len() as u32).collect();
+    let uart_names: Vec<[Name; 3]> = uart_crs
+        .iter()
+        .zip(&uart_uids)
+        .map(|(crs, uid)| {
+            [Name::new("_HID".into(), &uart_hid), Name::new("_UID".into(), uid), Name::new("_CRS".into(), crs)]
+        })
+        .collect();
+    let uart_devices: Vec<Device<'_>> = uart_names
+        .iter()
+        .zip(&uart_uids)
+        .map(|([h, u, c], uid)| Device::new(format!("COM{uid}").as_str().into(), vec![h, u, c]))
+        .collect();
     if virtio.len() > 0x100 {
         return Err(AcpiError::Device { index: 0x100, base: 0, irq: 0, why: "more than 256 devices" });
     }
@@ -104,7 +135,7 @@ fn linux_dsdt(virtio: &[MmioDevice]) -> Result<Vec<u8>, AcpiError> {
         .enumerate()
         .map(|(i, [h, u, c])| Device::new(format!("VR{i:02X}").as_str().into(), vec![h, u, c]))
         .collect();
-    let mut children: Vec<&dyn Aml> = vec![&com1];
+    let mut children: Vec<&dyn Aml> = uart_devices.iter().map(|d| d as &dyn Aml).collect();
     children.extend(devices.iter().map(|d| d as &dyn Aml));
     let sb = Scope::new("\\_SB_".into(), children);
     let mut aml = Vec::new();
@@ -159,9 +190,9 @@ pub fn build_at(base: u64, apic_ids: &[u8]) -> Result<(Vec<u8>, usize), AcpiErro
     layout(base, apic_ids, &dsdt(), fadt)
 }
 
-/// The tables of a Linux VM with CPUs of the given APIC IDs and the given virtio-mmio devices, laid out
+/// The tables of a Linux VM with CPUs of the given APIC IDs, UARTs and virtio-mmio devices, laid out
 /// from [`ACPI_START`]: RSDP, DSDT, a hardware-reduced FADT, MADT, XSDT.
-pub fn build_linux(apic_ids: &[u8], virtio: &[MmioDevice]) -> Result<(Vec<u8>, usize), AcpiError> {
+pub fn build_linux(apic_ids: &[u8], uarts: &[Uart], virtio: &[MmioDevice]) -> Result<(Vec<u8>, usize), AcpiError> {
     let fadt = |dsdt_at| {
         FADTBuilder::new(OEM_ID, OEM_TABLE_ID, 1)
             .dsdt_64(dsdt_at)
@@ -170,7 +201,7 @@ pub fn build_linux(apic_ids: &[u8], virtio: &[MmioDevice]) -> Result<(Vec<u8>, u
             .flag(Flags::SlpButton)
             .finalize()
     };
-    let (out, rsdp_len) = layout(ACPI_START, apic_ids, &linux_dsdt(virtio)?, fadt)?;
+    let (out, rsdp_len) = layout(ACPI_START, apic_ids, &linux_dsdt(uarts, virtio)?, fadt)?;
     if ACPI_START as usize + out.len() > MPTABLE_START as usize {
         return Err(AcpiError::TooLarge(out.len()));
     }
@@ -178,9 +209,14 @@ pub fn build_linux(apic_ids: &[u8], virtio: &[MmioDevice]) -> Result<(Vec<u8>, u
 }
 
 /// Builds the tables of a Linux VM ([`build_linux`], APIC IDs 0..vcpus) and writes them at [`ACPI_START`].
-pub fn write_linux<M: GuestMemoryBackend>(mem: &M, vcpus: u8, virtio: &[MmioDevice]) -> Result<(), AcpiError> {
+pub fn write_linux<M: GuestMemoryBackend>(
+    mem: &M,
+    vcpus: u8,
+    uarts: &[Uart],
+    virtio: &[MmioDevice],
+) -> Result<(), AcpiError> {
     let ids: Vec<u8> = (0..vcpus).collect();
-    let (tables, _) = build_linux(&ids, virtio)?;
+    let (tables, _) = build_linux(&ids, uarts, virtio)?;
     mem.write_slice(&tables, GuestAddress(ACPI_START)).map_err(|_| AcpiError::Write)
 }
 
@@ -291,7 +327,8 @@ mod tests {
             MmioDevice { base: 0xd000_0000, size: 0x1000, irq: 5 },
             MmioDevice { base: 0xd000_1000, size: 0x1000, irq: 6 },
         ];
-        let (t, rsdp_len) = build_linux(&[0, 1], &virtio).expect("build");
+        let com2 = Uart { port: 0x2f8, irq: 3 };
+        let (t, rsdp_len) = build_linux(&[0, 1], &[COM1, com2], &virtio).expect("build");
         assert_eq!(sum(&t[..rsdp_len]), 0);
         let xsdt = (u64_at(&t, 24) - ACPI_START) as usize;
         let fadt = (u64_at(&t, xsdt + 36) - ACPI_START) as usize;
@@ -303,7 +340,9 @@ mod tests {
         assert_eq!(sum(&t[dsdt..dsdt + dlen]), 0);
         let aml = &t[dsdt + 36..dsdt + dlen];
         let has = |needle: &[u8]| aml.windows(needle.len()).any(|w| w == needle);
-        assert!(has(b"COM1") && has(b"VR00") && has(b"VR01") && !has(b"VR02"));
+        assert!(has(b"COM1") && has(b"COM2") && !has(b"COM3") && has(b"VR00") && has(b"VR01") && !has(b"VR02"));
+        // COM2's I/O descriptor (0x47, decode16, 0x2f8 twice, alignment 0, 8 ports) and IRQ 3.
+        assert!(has(&[0x47, 1, 0xf8, 2, 0xf8, 2, 0, 8, 0x89, 6, 0, 0b0011, 1, 3, 0, 0, 0]));
         assert_eq!(aml.windows(9).filter(|w| w == b"LNRO0005\0").count(), 2);
         // Memory32Fixed (0x86, length 9, read-write) with each window, then an extended IRQ (0x89).
         for (d, irq) in [(0xd000_0000u32, 5u8), (0xd000_1000, 6)] {
@@ -313,10 +352,10 @@ mod tests {
             desc.extend_from_slice(&[0x89, 6, 0, 0b0011, 1, irq, 0, 0, 0]);
             assert!(has(&desc), "window {d:#x} irq {irq}");
         }
-        // No devices: still valid (COM1 only).
-        assert!(build_linux(&[0], &[]).is_ok());
+        // No virtio devices: still valid.
+        assert!(build_linux(&[0], &[COM1], &[]).is_ok());
         let high = [MmioDevice { base: 0x1_0000_0000, size: 0x1000, irq: 5 }];
-        assert!(matches!(build_linux(&[0], &high), Err(AcpiError::Device { index: 0, .. })));
+        assert!(matches!(build_linux(&[0], &[COM1], &high), Err(AcpiError::Device { index: 0, .. })));
     }
 
     #[test]

@@ -256,7 +256,11 @@ impl Plan {
                 // Both: a kernel without ACPI (duet's test kernel) finds its CPUs in the MP table and its
                 // devices on the command line; a distribution kernel finds both in ACPI.
                 boot::mptable::write(mem, self.vcpus)?;
-                boot::acpi::write_linux(mem, self.vcpus, &self.virtio)?;
+                // A partitioned VM's ROS also has the doorbell UART at COM2.
+                let com2 = boot::acpi::Uart { port: hvm::abi::ROS_DOORBELL_UART, irq: hvm::abi::ROS_DOORBELL_IRQ };
+                let uarts: &[boot::acpi::Uart] =
+                    if self.hrt.is_some() { &[boot::acpi::COM1, com2] } else { &[boot::acpi::COM1] };
+                boot::acpi::write_linux(mem, self.vcpus, uarts, &self.virtio)?;
                 loaded.entry
             }
             KernelKind::Multiboot2 { .. } => {
