@@ -88,6 +88,22 @@ pub struct Activation {
     pub features: u64,
 }
 
+/// The receive and transmit queues (0 and 1, as virtio-net and virtio-vsock number them) of an
+/// activation, both of which the driver must have enabled (a later queue, vsock's event queue, is not used).
+fn receive_and_transmit(queues: Vec<Queue>) -> Result<(Queue, Queue), DeviceError> {
+    use virtio_queue::QueueT;
+    let mut queues = queues.into_iter();
+    let (Some(rx), Some(tx)) = (queues.next(), queues.next()) else {
+        return Err(DeviceError::QueueNotEnabled { index: 0 });
+    };
+    for (index, q) in [(0, &rx), (1, &tx)] {
+        if !q.ready() {
+            return Err(DeviceError::QueueNotEnabled { index });
+        }
+    }
+    Ok((rx, tx))
+}
+
 /// Which of a guest's repeated mistakes get logged: the first ten, then the 16th, 32nd, 64th, … (each
 /// line carries the count), so a broken or hostile driver cannot flood the host's log however often it
 /// repeats one, and nothing goes unreported either.

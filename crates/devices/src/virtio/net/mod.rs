@@ -305,15 +305,7 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
 
     fn activate(&mut self, activation: Activation) -> Result<(), DeviceError> {
         let Activation { mem, queues, interrupt, .. } = activation;
-        let mut queues = queues.into_iter();
-        let (Some(rx), Some(tx)) = (queues.next(), queues.next()) else {
-            return Err(DeviceError::QueueNotEnabled { index: RX });
-        };
-        for (index, q) in [(RX, &rx), (TX, &tx)] {
-            if !q.ready() {
-                return Err(DeviceError::QueueNotEnabled { index });
-            }
-        }
+        let (rx, tx) = super::receive_and_transmit(queues)?;
         self.active = Some(Active { mem, rx, tx, interrupt });
         Ok(())
     }
