@@ -82,6 +82,41 @@ pub struct Uart {
 /// COM1, which every duet VM has.
 pub const COM1: Uart = Uart { port: 0x3f8, irq: 4 };
 
+/// One device, rendered: `Device (name) { Name (_HID, hid) [Name (_UID, uid)] Name (_CRS,
+/// ResourceTemplate () { resources }) }`.
+struct RenderedDevice(Vec<u8>);
+
+impl Aml for RenderedDevice {
+    fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
+        sink.vec(&self.0);
+    }
+}
+
+fn device(name: &str, hid: &dyn Aml, uid: Option<u32>, resources: Vec<&dyn Aml>) -> RenderedDevice {
+    let crs = ResourceTemplate::new(resources);
+    let (hid, crs) = (Name::new("_HID".into(), hid), Name::new("_CRS".into(), &crs));
+    let uid = uid.map(|u| Name::new("_UID".into(), &u));
+    let mut children: Vec<&dyn Aml> = vec![&hid];
+    children.extend(uid.as_ref().map(|u| u as &dyn Aml));
+    children.push(&crs);
+    RenderedDevice(bytes(&Device::new(name.into(), children)))
+}
+
+/// UART `index` (0 is `COM1`): a 16550 (`PNP0501`) with its 8 ports and its edge-triggered IRQ.
+fn uart_device(index: usize, uart: &Uart) -> RenderedDevice {
+    let (io, irq) = (IO::new(uart.port, uart.port, 0, 8), Interrupt::new(true, true, false, false, uart.irq));
+    let uid = index as u32 + 1;
+    device(&format!("COM{uid}"), &EISAName::new("PNP0501"), Some(uid), vec![&io, &irq])
+}
+
+/// A DSDT holding `devices` in `\\_SB`.
+fn dsdt_of(devices: &[RenderedDevice]) -> Vec<u8> {
+    let sb = Scope::new("\\_SB_".into(), devices.iter().map(|d| d as &dyn Aml).collect());
+    let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
+    table.append_slice(&bytes(&sb));
+    table.as_slice().to_vec()
+}
+
 /// The DSDT of a Linux VM: the UARTs (`COM1`, `COM2`, …) and the virtio-mmio devices (`VR00`, `VR01`,
 /// …), in `\\_SB`. Hardware-reduced ACPI has no legacy PIC, so Linux wires an ISA IRQ to the IOAPIC
 /// only for a device described here: a UART left out would get no interrupt.
@@ -89,80 +124,28 @@ fn linux_dsdt(uarts: &[Uart], virtio: &[MmioDevice]) -> Result<Vec<u8>, AcpiErro
     if uarts.len() > 9 {
         return Err(AcpiError::Device { index: 9, base: 0, irq: 0, why: "more than 9 UARTs" });
     }
-    let uart_res: Vec<(IO, Interrupt)> = uarts
-        .iter()
-        .map(|u| (IO::new(u.port, u.port, 0, 8), Interrupt::new(true, true, false, false, u.irq)))
-        .collect();
-    let uart_crs: Vec<ResourceTemplate<'_>> =
-        uart_res.iter().map(|(io, irq)| ResourceTemplate::new(vec![io, irq])).collect();
-    let uart_hid = EISAName::new("PNP0501");
-    let uart_uids: Vec<u32> = (1..=uarts.len() as u32).collect();
-    let uart_names: Vec<[Name; 3]> = uart_crs
-        .iter()
-        .zip(&uart_uids)
-        .map(|(crs, uid)| {
-            [Name::new("_HID".into(), &uart_hid), Name::new("_UID".into(), uid), Name::new("_CRS".into(), crs)]
-        })
-        .collect();
-    let uart_devices: Vec<Device<'_>> = uart_names
-        .iter()
-        .zip(&uart_uids)
-        .map(|([h, u, c], uid)| Device::new(format!("COM{uid}").as_str().into(), vec![h, u, c]))
-        .collect();
     if virtio.len() > 0x100 {
         return Err(AcpiError::Device { index: 0x100, base: 0, irq: 0, why: "more than 256 devices" });
     }
-    let mut resources = Vec::with_capacity(virtio.len());
+    let mut devices: Vec<RenderedDevice> = uarts.iter().enumerate().map(|(i, u)| uart_device(i, u)).collect();
+    let hid: &'static str = "LNRO0005";
     for (index, d) in virtio.iter().enumerate() {
         let err = |why| AcpiError::Device { index, base: d.base, irq: d.irq, why };
         let base = u32::try_from(d.base).map_err(|_| err("the window is above 4 GiB"))?;
         if base.checked_add(d.size).is_none() || d.size == 0 {
             return Err(err("the window is empty or crosses 4 GiB"));
         }
-        resources.push((Memory32Fixed::new(true, base, d.size), Interrupt::new(true, true, false, false, d.irq)));
+        let (mem, irq) = (Memory32Fixed::new(true, base, d.size), Interrupt::new(true, true, false, false, d.irq));
+        devices.push(device(&format!("VR{index:02X}"), &hid, Some(index as u32), vec![&mem, &irq]));
     }
-    let templates: Vec<ResourceTemplate<'_>> =
-        resources.iter().map(|(mem, irq)| ResourceTemplate::new(vec![mem, irq])).collect();
-    let hid: &'static str = "LNRO0005";
-    let uids: Vec<u32> = (0..virtio.len() as u32).collect();
-    let names: Vec<[Name; 3]> = templates
-        .iter()
-        .zip(&uids)
-        .map(|(crs, uid)| [Name::new("_HID".into(), &hid), Name::new("_UID".into(), uid), Name::new("_CRS".into(), crs)])
-        .collect();
-    let devices: Vec<Device<'_>> = names
-        .iter()
-        .enumerate()
-        .map(|(i, [h, u, c])| Device::new(format!("VR{i:02X}").as_str().into(), vec![h, u, c]))
-        .collect();
-    let mut children: Vec<&dyn Aml> = uart_devices.iter().map(|d| d as &dyn Aml).collect();
-    children.extend(devices.iter().map(|d| d as &dyn Aml));
-    let sb = Scope::new("\\_SB_".into(), children);
-    let mut aml = Vec::new();
-    sb.to_aml_bytes(&mut aml);
-    let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
-    table.append_slice(&aml);
-    Ok(table.as_slice().to_vec())
+    Ok(dsdt_of(&devices))
 }
 
-/// The DSDT of a Multiboot2 VM: the legacy devices duet provides, in `\\_SB`.
+/// The DSDT of a Multiboot2 VM: the legacy devices duet provides (COM1 and the PIT), in `\\_SB`.
 fn dsdt() -> Vec<u8> {
-    let (com1_io, com1_irq) = (IO::new(0x3f8, 0x3f8, 0, 8), Interrupt::new(true, true, false, false, 4));
     let (pit_io, pit_irq) = (IO::new(0x40, 0x40, 0, 4), Interrupt::new(true, true, false, false, 0));
-    let com1_crs = ResourceTemplate::new(vec![&com1_io, &com1_irq]);
-    let pit_crs = ResourceTemplate::new(vec![&pit_io, &pit_irq]);
-    let (com1_hid, pit_hid) = (EISAName::new("PNP0501"), EISAName::new("PNP0100"));
-    let (com1_hid, com1_uid, com1_res) =
-        (Name::new("_HID".into(), &com1_hid), Name::new("_UID".into(), &1u8), Name::new("_CRS".into(), &com1_crs));
-    let (pit_hid, pit_res) = (Name::new("_HID".into(), &pit_hid), Name::new("_CRS".into(), &pit_crs));
-    let com1 = Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_res]);
-    let pit = Device::new("TMR_".into(), vec![&pit_hid, &pit_res]);
-    let sb = Scope::new("\\_SB_".into(), vec![&com1, &pit]);
-    let mut aml = Vec::new();
-    sb.to_aml_bytes(&mut aml);
-    let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, 1);
-    table.append_slice(&aml);
-    table.as_slice().to_vec()
+    let pit = device("TMR_", &EISAName::new("PNP0100"), None, vec![&pit_io, &pit_irq]);
+    dsdt_of(&[uart_device(0, &COM1), pit])
 }
 
 /// Appends `table` at the next 16-byte boundary of `out` (which starts at `base`); returns its
