@@ -152,7 +152,8 @@ fn run(port: &mut DebugPort) -> u32 {
     }
     say!("debug port via {}", port.describe());
 
-    say!("kernel {}", kernel_release());
+    let release = kernel_release();
+    say!("kernel {release}");
     let cpus_online = std::fs::read_to_string("/sys/devices/system/cpu/online");
     let cpus = match &cpus_online {
         Ok(list) => {
@@ -175,7 +176,7 @@ fn run(port: &mut DebugPort) -> u32 {
     let mut checks_ok = true;
 
     // The drivers that are modules (Debian's kernels build virtio as modules).
-    let mods = modules::load("/lib/modules", &kernel_release(), &cmdline);
+    let mods = modules::load("/lib/modules", &release, &cmdline);
     if !mods.loaded.is_empty() || !mods.present.is_empty() {
         let present =
             if mods.present.is_empty() { String::new() } else { format!("; already loaded: {}", mods.present.join(" ")) };
