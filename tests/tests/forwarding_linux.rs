@@ -1,5 +1,5 @@
 //! Syscall forwarding end to end with a real Linux ROS (duet's lean test kernel) and duet's HRT
-//! (docs/forwarding.md): the `hvm` tool in the guest is the proxy (guests/hvm-tool/src/proxy.rs).
+//! (docs/forwarding.md): the `hvm` tool in the guest is the proxy (guests/ros-tool/src/proxy.rs).
 //! One boot per configured mode, each running every forwarding check it can, since Linux boots
 //! are expensive where guest ring 0 is emulated:
 //! - forwarded `getpid` answers the proxy's pid;

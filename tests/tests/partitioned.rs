@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use duet_tests::*;
-use hvm_abi::{HcallError, HrtState, Op, EVENT_HRT_FAULT, EVENT_HRT_READY};
+use abi::{HcallError, HrtState, Op, EVENT_HRT_FAULT, EVENT_HRT_READY};
 use iced_x86::code_asm::*;
 use vmm::ExitReason;
 
@@ -317,7 +317,7 @@ fn a_faulting_hrt_is_contained_and_rebooted() {
     let out = partitioned("fault", r.a, 1);
     let text = exited(&out, 0);
     let want = vec![
-        code(1, hvm_abi::HrtFault::TripleFault as u64),
+        code(1, abi::HrtFault::TripleFault as u64),
         code(2, 1),
         code(3, EVENT_HRT_READY),
         code(4, EVENT_HRT_FAULT),
@@ -629,8 +629,8 @@ fn the_hrt_doorbell_wakes_an_hrt_core_without_the_vmm() {
 
 #[test]
 fn the_ros_doorbell_puts_the_core_index_into_com2() {
-    const LSR: u32 = hvm_abi::ROS_DOORBELL_UART as u32 + 5;
-    const RBR: u32 = hvm_abi::ROS_DOORBELL_UART as u32;
+    const LSR: u32 = abi::ROS_DOORBELL_UART as u32 + 5;
+    const RBR: u32 = abi::ROS_DOORBELL_UART as u32;
     let mut r = Ros::new();
     r.wait_state(HrtState::Ready);
     // The configured mode and the doorbell ports, from PARTITION_INFO.
@@ -689,8 +689,8 @@ fn the_ros_doorbell_puts_the_core_index_into_com2() {
     });
     let text = exited(&out, 0);
     let want = vec![
-        code(1, hvm_abi::HvmInfo::SIZE as u64),
-        code(2, hvm_abi::ForwardMode::Adaptive as u64),
+        code(1, abi::HvmInfo::SIZE as u64),
+        code(2, abi::ForwardMode::Adaptive as u64),
         code(3, 250),
         code(4, 0xe8),
         code(5, 0xec),

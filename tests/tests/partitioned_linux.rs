@@ -1,5 +1,5 @@
 //! The partitioned VM with a real Linux ROS (duet's lean test kernel) driving duet's HRT from user space
-//! with the `hvm` tool (guests/hvm-tool): both kernels boot in one VM and each reports its own view;
+//! with the `hvm` tool (guests/ros-tool): both kernels boot in one VM and each reports its own view;
 //! a root process cannot read or write the HRT's memory through /dev/mem; the HRT runs functions,
 //! faults on purpose, is rebooted and booted on request, and shares a process's address space
 //! (MERGE: it reads and writes the process's memory by user pointer). Two Linux boots (1+1 and 1+2 vCPUs), each

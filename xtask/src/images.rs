@@ -22,7 +22,7 @@ pub fn images(cloud: bool) -> Result<Vec<PathBuf>> {
     let mut done = Vec::new();
     let init = ros_init(&out)?;
     done.push(init.clone());
-    let hvm = hvm_tool(&out)?;
+    let hvm = ros_tool(&out)?;
     done.push(hvm.clone());
     let hrt = hrt(&out)?;
     // Our HRT must be a Multiboot2 kernel by GRUB's own test, not only by duet's loader.
@@ -94,9 +94,9 @@ pub fn ros_init(out: &Path) -> Result<PathBuf> {
     static_guest("ros-init", "ros-init", out)
 }
 
-/// Builds guests/hvm-tool (the `hvm` hypercall tool: static, release) and copies it to `out/hvm`.
-pub fn hvm_tool(out: &Path) -> Result<PathBuf> {
-    static_guest("hvm-tool", "hvm", out)
+/// Builds guests/ros-tool (the `hvm` hypercall tool: static, release) and copies it to `out/hvm`.
+pub fn ros_tool(out: &Path) -> Result<PathBuf> {
+    static_guest("ros-tool", "hvm", out)
 }
 
 /// Builds a static guest program and copies its binary `bin` to `out/<bin>`.

@@ -56,7 +56,7 @@ hrt_mb2_header:
     .short 1
     .long 28
     .long 1, 3, 6, 14, 15
-    /* duet's HVM tag (hvm_abi::HvmHeaderTag, type 0xF00D, 40 bytes): in a partitioned VM, start
+    /* duet's HVM tag (abi::HvmHeaderTag, type 0xF00D, 40 bytes): in a partitioned VM, start
        every HRT core at hrt_entry64 in long mode on duet's page tables, which map kernel_vbase
        onto the HRT partition and all guest memory at phys_map_base. Tag flags bit 0 = optional (Multiboot2 spec 3.1.3): GRUB and
        duet's standalone loader skip it and take the 32-bit entry. */

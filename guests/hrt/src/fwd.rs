@@ -1,4 +1,4 @@
-//! Syscall forwarding on the HRT side (docs/forwarding.md): one channel (`crates/forwarder`) per
+//! Syscall forwarding on the HRT side (docs/forwarding.md): one channel (`forwarder`) per
 //! core, in the merged process's memory, attached by invoke function 15; [`forward`] submits a
 //! call and waits for the proxy's answer the way the channel's mode says; the invoke functions
 //! that use it (14 getpid, 17 split execution, 18 stress, 19 corruption on purpose).
@@ -80,7 +80,7 @@ fn tsc_khz() -> u64 {
 
 /// Rings the ROS doorbell for `core` (duet puts the index into the ROS's doorbell UART).
 fn ring_ros(core: u32) {
-    port::outl(hvm_abi::ROS_DOORBELL_PORT, core);
+    port::outl(abi::ROS_DOORBELL_PORT, core);
 }
 
 /// Waits for the next interrupt (the HRT doorbell) with interrupts on, then turns them off again.

@@ -1,4 +1,4 @@
-//! The HRT in a partitioned VM ("HVM"; the contract is crates/hvm-abi and docs/hypercalls.md).
+//! The HRT in a partitioned VM ("HVM"; the contract is abi and docs/hypercalls.md).
 //!
 //! duet starts every HRT core at once at `hrt_entry64` (boot.rs) in long mode on its own page
 //! tables: the kernel's high half (KERNEL_VBASE + physical) maps the HRT partition, and all guest
@@ -28,7 +28,7 @@ use core::mem::MaybeUninit;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
-use hvm_abi::{client, slot, HvmInfo, MemRange, Op, FUNC_MERGE, FUNC_UNMERGE, INVOKE_NOTIFY};
+use abi::{client, slot, HvmInfo, MemRange, Op, FUNC_MERGE, FUNC_UNMERGE, INVOKE_NOTIFY};
 
 use crate::boot::{KERNEL_VBASE, MAX_APS, PHYS_MAP_BASE, WAKE_VECTOR};
 use crate::mb2::{self, Info};
@@ -342,7 +342,7 @@ fn invoke(core: u32, func: u64, arg: u64) -> u64 {
 /// Function 20: rings the ROS doorbell with this core's index (duet puts the index, as one byte,
 /// into the ROS's doorbell UART). Returns 0.
 fn ring_ros_doorbell(core: u32) -> u64 {
-    port::outl(hvm_abi::ROS_DOORBELL_PORT, core);
+    port::outl(abi::ROS_DOORBELL_PORT, core);
     0
 }
 

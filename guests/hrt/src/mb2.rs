@@ -8,8 +8,8 @@ pub const TAG_MODULE: u32 = 3;
 pub const TAG_MMAP: u32 = 6;
 pub const TAG_ACPI_OLD: u32 = 14;
 pub const TAG_ACPI_NEW: u32 = 15;
-/// duet's partition description (hvm_abi::HvmInfo after the 8-byte tag header).
-pub const TAG_HVM: u32 = hvm_abi::HVM_INFO_TAG;
+/// duet's partition description (abi::HvmInfo after the 8-byte tag header).
+pub const TAG_HVM: u32 = abi::HVM_INFO_TAG;
 
 /// The largest boot information accepted (a sanity bound).
 const MAX_SIZE: u32 = 16 << 20;

@@ -1,0 +1,133 @@
+//! `hvm`: drives duet's hypercall ABI (abi, docs/hypercalls.md) from the Linux guest (the
+//! ROS) of a partitioned VM. It lives in the guest's initramfs as `/bin/hvm`.
+//!
+//! Every subcommand prints stable `key=value` lines that tests grep. Exit status: 0 success, 1 a
+//! failure (a hypercall error, a timeout, no duet VMM), 2 a usage error. Bad input never panics.
+//!
+//! Before any hypercall `hvm` takes port access with `ioperm(0xe4, 4, 1)` (the hypercall is a 4-byte
+//! `out 0xe4, eax`, which needs all four ports; root, and a kernel with `CONFIG_X86_IOPL_IOPERM`) and
+//! locks its memory with `mlockall`, so that buffers and completion records the VMM reads or writes
+//! stay resident. Then (except for `hvm raw` and `hvm bench exit`, which work in any VM) it checks
+//! with `VERSION` that a duet VMM answers on the port.
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::unwrap_used, clippy::panic)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+/// Writes one line to stdout, ignoring write errors (a closed stdout must not panic).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+mod bench;
+mod blkbench;
+mod cli;
+mod forward;
+mod fwdbench;
+mod hcall;
+mod info;
+mod invoke;
+mod lifecycle;
+mod merge;
+mod misc;
+mod probe;
+mod proxy;
+mod stats;
+mod sys;
+mod vsock;
+
+use cli::Cmd;
+
+/// Why `hvm` failed.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad command line (exit status 2).
+    Usage(String),
+    /// Anything else (exit status 1).
+    Failed(String),
+}
+
+impl Error {
+    /// A failure with this message.
+    pub fn failed(msg: impl Into<String>) -> Error {
+        Error::Failed(msg.into())
+    }
+
+    /// A usage error with this message.
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::Usage(msg.into())
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let code = match run(&args) {
+        Ok(()) => 0,
+        Err(Error::Usage(msg)) => {
+            if msg.is_empty() {
+                eprintln_quiet(cli::USAGE);
+            } else {
+                eprintln_quiet(&format!("hvm: {msg}\nhvm: usage: `hvm help`"));
+            }
+            2
+        }
+        Err(Error::Failed(msg)) => {
+            eprintln_quiet(&format!("hvm: {msg}"));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Writes a line to stderr, ignoring errors.
+fn eprintln_quiet(msg: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+fn run(args: &[String]) -> Result<(), Error> {
+    // Device tools that need no hypercall (and no duet VMM).
+    match args.first().map(String::as_str) {
+        Some("vsock") => return vsock::run(&args[1..]),
+        Some("blkbench") => return blkbench::run(&args[1..]),
+        _ => {}
+    }
+    let cmd = cli::parse(args)?;
+    if let Cmd::Help = cmd {
+        out!("{}", cli::USAGE);
+        return Ok(());
+    }
+    if let Cmd::ProbeMem { base, len, stride } = cmd {
+        // No hypercall: this is what any root process could do.
+        return probe::probe_mem(base, len, stride);
+    }
+    let bench_exit = matches!(&cmd, Cmd::Bench(b) if b.kind == cli::BenchKind::Exit);
+    let port = hcall::Port::open(bench_exit)?;
+    // Neither needs a duet VMM: `raw` is a probe, `bench exit` the baseline of any VM.
+    match &cmd {
+        Cmd::Raw { rax, args } => {
+            misc::raw(&port, *rax, *args);
+            return Ok(());
+        }
+        Cmd::Bench(b) if bench_exit => return bench::run(&port, b),
+        _ => {}
+    }
+    let version = port.probe()?;
+    match cmd {
+        Cmd::Help | Cmd::Raw { .. } | Cmd::ProbeMem { .. } => Ok(()),
+        Cmd::Info => info::info(&port, &version),
+        Cmd::Status => info::status(&port),
+        Cmd::Lifecycle { request, wait } => lifecycle::run(&port, &request, wait),
+        Cmd::Invoke(a) => invoke::invoke(&port, &version, &a),
+        Cmd::Result { core } => invoke::result(&port, core),
+        Cmd::Events => misc::events(&port),
+        Cmd::Post { event, payload } => misc::post(&port, event, payload),
+        Cmd::Exit { status } => misc::exit(&port, status),
+        Cmd::Flood { n } => misc::flood(&port, n),
+        Cmd::Bench(b) => bench::run(&port, &b),
+        Cmd::Merge { merge, target } => merge::run(&port, &version, merge, target),
+        Cmd::MergeTest { core } => merge::test(&port, core),
+        Cmd::Forward(a) => forward::run(&port, &version, &a),
+    }
+}
