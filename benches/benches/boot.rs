@@ -36,7 +36,7 @@ fn run() -> Result<(), String> {
     let initramfs = guest_image("initramfs.cpio")?;
     let duet = build_duet()?;
     let flavor = vmm::KvmFlavor::detect();
-    let cpu = vmm::platform::cpu_model();
+    let cpu = vmm::cpu_model();
     let user_cmdline = "console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off";
     let settings = vmm::PlatformSettings::resolve(flavor, &config::PlatformConfig::default());
     let cmdline = settings.linux_cmdline(user_cmdline);

@@ -50,7 +50,7 @@ fn main() {
         }
     }
     let flavor = flavor.map(|f| f.to_string()).unwrap_or_default();
-    println!("hrt_boot: {flavor} on {}; {} runs, 1 vCPU, 64 MiB", vmm::platform::cpu_model(), entry.len());
+    println!("hrt_boot: {flavor} on {}; {} runs, 1 vCPU, 64 MiB", vmm::cpu_model(), entry.len());
     println!("| what | p50 | p90 |");
     println!("|---|---|---|");
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);

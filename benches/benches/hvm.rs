@@ -68,7 +68,7 @@ fn main() {
     }
     let results = report::parse_console(&console);
     let get = |name: &str, key: &str| results.get(name).and_then(|l| l.number(key));
-    let cpu = vmm::platform::cpu_model();
+    let cpu = vmm::cpu_model();
     let placement = "ROS 1 vCPU + HRT 1 vCPU (separate KVM VMs)";
     println!("hvm: {} on {cpu}; {placement}, {iters} samples per latency", out.flavor);
     println!("| what | n | p50 | p90 | p99 | p99.9 | mean | p50 cycles | p50 / exit |");

@@ -74,7 +74,7 @@ fn run() -> Result<(), String> {
     let initramfs = guest_image("initramfs.cpio")?;
     let duet = build_duet()?;
     let flavor = vmm::KvmFlavor::detect();
-    let cpu = vmm::platform::cpu_model();
+    let cpu = vmm::cpu_model();
     let dir = std::env::temp_dir().join(format!("duet-blk-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     // Non-zero data, so that neither side can shortcut holes in a sparse file.

@@ -2,12 +2,13 @@
 //!
 //! | port | access | meaning |
 //! |---|---|---|
-//! | 0xf4 | write 1, 2 or 4 bytes | exit: the VM stops and `duet` exits with this status |
-//! | 0xf4 | read 1–4 bytes | the signature bytes `"DUET"`, so a guest can detect duet |
+//! | 0xf4 | write 1, 2 or 4 bytes | exit: the port's [`ExitSink`] gets the status (the VM stops; in a partitioned VM the HRT's port ends only the HRT) |
+//! | 0xf4–0xf7 | read | the signature bytes `"DUET"` (a 4-byte read at 0xf4 gives all four), so a guest can detect duet |
 //! | 0xf8 | write 1, 2 or 4 bytes | mark: the VMM records the host time of the write with this code |
 //!
 //! Mark codes below 0x100 are reserved for duet ([`MARK_INIT`], …); guests may use the rest. The full
-//! description is in `docs/debug-port.md`.
+//! description is in `docs/debug-port.md`. One device serves every partition: where its exits go and how
+//! its marks are tagged ([`HRT_MARK_BIT`]) are its parameters.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -31,6 +32,21 @@ pub const MARK_KERNEL_ENTRY: u32 = 2;
 pub const MARK_KERNEL_MAIN: u32 = 3;
 /// What reads of the exit register return.
 pub const SIGNATURE: [u8; 4] = *b"DUET";
+/// Set on the codes of marks written by the HRT of a partitioned VM, so they stay apart from the ROS's.
+pub const HRT_MARK_BIT: u32 = 1 << 31;
+
+/// Where a debug port's exit writes go: the VM's stop signal, or (for the HRT of a partitioned VM)
+/// the HRT's lifecycle, which contains the exit.
+pub trait ExitSink: Send + Sync {
+    /// The guest wrote `status` to the exit register.
+    fn exit(&self, status: u32);
+}
+
+impl ExitSink for StopSignal {
+    fn exit(&self, status: u32) {
+        self.request(StopRequest::Exit(status));
+    }
+}
 
 /// A point in time a guest marked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,26 +75,37 @@ pub const MAX_MARKS: usize = 4096;
 
 /// The debug port device.
 pub struct DebugPort {
-    stop: Arc<StopSignal>,
+    exit: Arc<dyn ExitSink>,
     marks: Marks,
+    /// OR-ed into every mark code ([`HRT_MARK_BIT`] for the HRT of a partitioned VM, else 0).
+    mark_tag: u32,
     probe: Option<Arc<dyn MarkProbe>>,
 }
 
 impl std::fmt::Debug for DebugPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DebugPort").field("probe", &self.probe.is_some()).finish_non_exhaustive()
+        f.debug_struct("DebugPort")
+            .field("mark_tag", &self.mark_tag)
+            .field("probe", &self.probe.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl DebugPort {
-    /// A port that stops the VM through `stop` and records marks into `marks`.
-    pub fn new(stop: Arc<StopSignal>, marks: Marks) -> Self {
-        DebugPort { stop, marks, probe: None }
+    /// A port whose exits go to `exit` and whose marks are recorded into `marks`.
+    pub fn new(exit: Arc<dyn ExitSink>, marks: Marks) -> Self {
+        DebugPort { exit, marks, mark_tag: 0, probe: None }
     }
 
     /// The same port, sampling `probe` at every mark.
     pub fn with_probe(mut self, probe: Arc<dyn MarkProbe>) -> Self {
         self.probe = Some(probe);
+        self
+    }
+
+    /// The same port, OR-ing `tag` into every mark code.
+    pub fn with_mark_tag(mut self, tag: u32) -> Self {
+        self.mark_tag = tag;
         self
     }
 }
@@ -106,18 +133,16 @@ fn value(data: &[u8]) -> Option<u32> {
 
 impl PioDevice for DebugPort {
     fn read(&mut self, offset: u16, data: &mut [u8]) {
-        data.fill(0);
-        if offset == EXIT_OFFSET {
-            let n = data.len().min(4);
-            data[..n].copy_from_slice(&SIGNATURE[..n]);
+        for (i, d) in data.iter_mut().enumerate() {
+            *d = SIGNATURE.get(usize::from(offset) + i).copied().unwrap_or(0);
         }
     }
 
     fn write(&mut self, offset: u16, data: &[u8]) {
         let Some(v) = value(data) else { return };
         match offset {
-            EXIT_OFFSET => self.stop.request(StopRequest::Exit(v)),
-            MARK_OFFSET => record_mark(&self.marks, v, self.probe.as_deref()),
+            EXIT_OFFSET => self.exit.exit(v),
+            MARK_OFFSET => record_mark(&self.marks, v | self.mark_tag, self.probe.as_deref()),
             _ => {}
         }
     }
@@ -176,5 +201,27 @@ mod tests {
         let mut b = [0u8; 4];
         p.read(EXIT_OFFSET, &mut b);
         assert_eq!(&b, b"DUET");
+        let mut one = [0u8; 1];
+        p.read(1, &mut one);
+        assert_eq!(one, *b"U", "a byte read at 0xf5 gives the signature's second byte");
+        p.read(MARK_OFFSET, &mut one);
+        assert_eq!(one, [0]);
+    }
+
+    #[test]
+    fn exits_go_to_the_sink_and_marks_carry_the_tag() {
+        struct Record(Mutex<Vec<u32>>);
+        impl ExitSink for Record {
+            fn exit(&self, status: u32) {
+                self.0.lock().expect("lock").push(status);
+            }
+        }
+        let sink = Arc::new(Record(Mutex::new(Vec::new())));
+        let marks = Marks::default();
+        let mut p = DebugPort::new(sink.clone(), marks.clone()).with_mark_tag(HRT_MARK_BIT);
+        p.write(EXIT_OFFSET, &[3, 0]);
+        p.write(MARK_OFFSET, &5u32.to_le_bytes());
+        assert_eq!(*sink.0.lock().expect("lock"), vec![3]);
+        assert_eq!(marks.lock().expect("lock")[0].code, 5 | HRT_MARK_BIT);
     }
 }

@@ -2,7 +2,7 @@
 //! decoder and the page walk must never panic, and no translated byte may lie outside the ROS's RAM.
 #![no_main]
 
-use hvm::hypercall::{decode, Call, Regs};
+use hvm::hypercall::{decode, Call, Post, Regs};
 use hvm::layout::PartitionLayout;
 use hvm::paging::GuestView;
 use hvm::Partition;
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let (va, len, write) = match call {
         Ok(Call::PartitionInfo { buf }) => (buf.addr, buf.len.min(1 << 16), true),
         Ok(Call::HrtReplace { image }) => (image.addr, image.len.min(1 << 16), false),
-        Ok(Call::Invoke { completion: Some(c), .. }) => (c, 16, true),
+        Ok(Call::Invoke { post: Post { completion: Some(c), .. }, .. }) => (c, 16, true),
         _ => (regs.rbx, regs.rcx % (1 << 16), flags & 8 != 0),
     };
     if let Ok(pieces) = view.pieces(va, len, write) {

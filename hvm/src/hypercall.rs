@@ -44,6 +44,18 @@ pub enum CoreTarget {
     All,
 }
 
+/// Where and how a request is posted to HRT cores ([`Op::Invoke`], [`Op::Merge`], [`Op::Unmerge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Post {
+    /// Where to run it.
+    pub target: CoreTarget,
+    /// [`INVOKE_NOTIFY`] or 0.
+    pub flags: u64,
+    /// The caller's completion record(s) (virtual, 16-byte aligned; for [`CoreTarget::All`] an array,
+    /// one per core), if any.
+    pub completion: Option<u64>,
+}
+
 /// A decoded, validated hypercall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
@@ -69,12 +81,8 @@ pub enum Call {
         func: u64,
         /// Its argument.
         arg: u64,
-        /// Where to run it.
-        target: CoreTarget,
-        /// [`INVOKE_NOTIFY`] or 0.
-        flags: u64,
-        /// The caller's completion record(s) (virtual, 16-byte aligned), if any.
-        completion: Option<u64>,
+        /// Where and how.
+        post: Post,
     },
     /// [`Op::InvokeResult`].
     InvokeResult {
@@ -108,12 +116,8 @@ pub enum Call {
     Merge {
         /// Share (true) or stop sharing (false).
         merge: bool,
-        /// Where.
-        target: CoreTarget,
-        /// [`INVOKE_NOTIFY`] or 0.
-        flags: u64,
-        /// The caller's completion record(s), if any.
-        completion: Option<u64>,
+        /// Where and how.
+        post: Post,
     },
 }
 
@@ -152,6 +156,11 @@ fn completion(rdi: u64) -> Result<Option<u64>, HcallError> {
     }
 }
 
+/// The posting of a request to the core(s) named by `cores`, with RSI's flags and RDI's completion record.
+fn post(cores: u64, regs: &Regs, hrt_cores: u32) -> Result<Post, HcallError> {
+    Ok(Post { target: target(cores, hrt_cores)?, flags: flags(regs.rsi)?, completion: completion(regs.rdi)? })
+}
+
 /// Decodes and validates a hypercall made by `from` in a VM with `hrt_cores` HRT cores.
 pub fn decode(regs: &Regs, from: Partition, hrt_cores: u32) -> Result<Call, HcallError> {
     if regs.rax >> 32 != 0 {
@@ -172,19 +181,13 @@ pub fn decode(regs: &Regs, from: Partition, hrt_cores: u32) -> Result<Call, Hcal
         Op::HrtReboot => Call::HrtReboot,
         Op::HrtReplace => Call::HrtReplace { image: buf(regs.rbx, regs.rcx, MAX_IMAGE_LEN)? },
         Op::Invoke => {
-            let target = target(regs.rdx, hrt_cores)?;
-            let (flags, completion) = (flags(regs.rsi)?, completion(regs.rdi)?);
+            let post = post(regs.rdx, regs, hrt_cores)?;
             if regs.rbx >= FUNC_VMM_BASE {
                 return Err(HcallError::BadArgument);
             }
-            Call::Invoke { func: regs.rbx, arg: regs.rcx, target, flags, completion }
+            Call::Invoke { func: regs.rbx, arg: regs.rcx, post }
         }
-        Op::Merge | Op::Unmerge => Call::Merge {
-            merge: op == Op::Merge,
-            target: target(regs.rbx, hrt_cores)?,
-            flags: flags(regs.rsi)?,
-            completion: completion(regs.rdi)?,
-        },
+        Op::Merge | Op::Unmerge => Call::Merge { merge: op == Op::Merge, post: post(regs.rbx, regs, hrt_cores)? },
         Op::InvokeResult => Call::InvokeResult { core: core(regs.rbx, hrt_cores)? },
         Op::EventPost => {
             if regs.rbx >= EVENT_VMM_BASE {

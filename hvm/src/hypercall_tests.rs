@@ -46,11 +46,11 @@ fn invoke_checks_core_flags_and_completion_alignment() {
     assert_eq!(decode(&regs(inv, 7, 8, 0, 0, 0x1008), Ros, 2), Err(HcallError::BadAddress));
     assert_eq!(
         decode(&regs(inv, 7, 8, ALL_CORES, 1, 0x1010), Ros, 2),
-        Ok(Call::Invoke { func: 7, arg: 8, target: CoreTarget::All, flags: 1, completion: Some(0x1010) })
+        Ok(Call::Invoke { func: 7, arg: 8, post: Post { target: CoreTarget::All, flags: 1, completion: Some(0x1010) } })
     );
     assert_eq!(
         decode(&regs(inv, 7, 8, 1, 0, 0), Ros, 2),
-        Ok(Call::Invoke { func: 7, arg: 8, target: CoreTarget::One(1), flags: 0, completion: None })
+        Ok(Call::Invoke { func: 7, arg: 8, post: Post { target: CoreTarget::One(1), flags: 0, completion: None } })
     );
     assert_eq!(decode(&regs(Op::InvokeResult as u64, 2, 0, 0, 0, 0), Ros, 2), Err(HcallError::BadCpu));
     assert_eq!(decode(&regs(Op::InvokeDone as u64, 5, 0, 0, 0, 0), Hrt, 2), Err(HcallError::BadCpu));
@@ -84,11 +84,11 @@ fn merge_takes_a_target_and_the_vmm_s_functions_are_reserved() {
     let merge = Op::Merge as u64;
     assert_eq!(
         decode(&regs(merge, ALL_CORES, 0, 0, 1, 0x2000), Ros, 2),
-        Ok(Call::Merge { merge: true, target: CoreTarget::All, flags: 1, completion: Some(0x2000) })
+        Ok(Call::Merge { merge: true, post: Post { target: CoreTarget::All, flags: 1, completion: Some(0x2000) } })
     );
     assert_eq!(
         decode(&regs(Op::Unmerge as u64, 1, 0, 0, 0, 0), Ros, 2),
-        Ok(Call::Merge { merge: false, target: CoreTarget::One(1), flags: 0, completion: None })
+        Ok(Call::Merge { merge: false, post: Post { target: CoreTarget::One(1), flags: 0, completion: None } })
     );
     assert_eq!(decode(&regs(merge, 2, 0, 0, 0, 0), Ros, 2), Err(HcallError::BadCpu));
     assert_eq!(decode(&regs(merge, 0, 0, 0, 4, 0), Ros, 2), Err(HcallError::BadArgument));

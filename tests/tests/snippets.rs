@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use duet_tests::*;
 use iced_x86::code_asm::*;
-use vmm::vcpu::GuestFault;
+use vmm::GuestFault;
 use vmm::ExitReason;
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -1,16 +1,61 @@
-//! The VMM's event loop (event-manager): console input into the serial port, and wake-ups from devices
-//! and vCPU threads that stop the VM.
+//! The VMM's event loop (event-manager), on the thread that called `Vm::run`: console input into the
+//! serial port, the virtio devices' notifications and backends, and wake-ups from devices and vCPU
+//! threads that stop the VM.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use devices::console::ConsoleSink;
 use devices::serial::SerialPort;
-use event_manager::{EventOps, Events, MutEventSubscriber};
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
+
+use crate::error::VmmError;
+use crate::outcome::ExitReason;
+use crate::virtio::DeviceEvents;
+use crate::vm::Vm;
+
+/// How often the event loop looks at the clock when nothing happens.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Serves `vm`'s events until it finishes or `timeout` passes.
+pub(crate) fn run(vm: &Vm, timeout: Option<Duration>, devices: Vec<DeviceEvents>) -> Result<ExitReason, VmmError> {
+    let woken = Arc::new(AtomicBool::new(false));
+    let mut em: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()
+        .map_err(|e| VmmError::Io { what: "creating the event loop", source: std::io::Error::other(format!("{e:?}")) })?;
+    em.add_subscriber(Box::new(Waker::new(vm.wake_fds()?, woken.clone())));
+    for d in devices {
+        em.add_subscriber(Box::new(d));
+    }
+    let _terminal = vm.console_input().map(|serial| {
+        em.add_subscriber(Box::new(ConsoleInput::new(serial.clone())));
+        TerminalGuard::new()
+    });
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        if let Some(reason) = vm.finished() {
+            return Ok(reason);
+        }
+        let wait = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(ExitReason::Timeout);
+                }
+                left.min(TICK)
+            }
+            None => TICK,
+        };
+        if let Err(e) = em.run_with_timeout(wait.as_millis().max(1) as i32) {
+            log::warn!("event loop: {e:?}");
+        }
+        woken.store(false, Ordering::Relaxed);
+    }
+}
 
 /// Wakes the loop when a stop was requested (debug port, i8042) or a vCPU faulted.
 pub struct Waker {
@@ -81,8 +126,13 @@ impl MutEventSubscriber for ConsoleInput {
     }
 
     fn init(&mut self, ops: &mut EventOps) {
-        if let Err(e) = ops.add(Events::new(&self.stdin, EventSet::IN)) {
-            log::warn!("console input unavailable: {e:?}");
+        match ops.add(Events::new(&self.stdin, EventSet::IN)) {
+            Ok(()) => {}
+            // epoll refuses regular files and /dev/null: there is no input to wait for.
+            Err(event_manager::Error::Epoll(e)) if e.errno() == libc::EPERM => {
+                log::debug!("console input: standard input is a file or /dev/null; the guest gets no input");
+            }
+            Err(e) => log::warn!("console input unavailable: standard input cannot be watched ({e})"),
         }
     }
 }

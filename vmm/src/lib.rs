@@ -9,27 +9,36 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Only this crate talks to KVM: [`vm`] builds the VM from plain data made by `boot` and `devices`,
-//! [`vcpu`] runs one thread per vCPU (with the PVM emulation fallback in [`vcpu::emulate`]), and
-//! [`event_loop`] serves console input and stop requests; [`virtio`] wires the ROS's virtio-mmio devices
-//! (MMIO bus, irqfds, ioeventfds, backend descriptors).
+//! Only this crate talks to KVM. [`prepare`] reads and checks the images and plans the VM as plain
+//! data ([`Plan`]); [`Vm::new`] applies the plan (guest memory, the KVM VMs, devices, vCPUs) and
+//! [`Vm::run`] runs one thread per vCPU, each through the one vCPU run loop with its partition's exit
+//! handler, plus the event loop, to an [`Outcome`]. Inside: `vcpu` (run loop, exit handlers,
+//! registers, the PVM emulation fallback), `partitioned` (the HRT's side of a partitioned VM: its
+//! lifecycle, invoke slots, events, hypercalls, doorbells), `virtio` (the ROS's virtio-mmio devices),
+//! `event_loop`, and [`stats`] (KVM's per-vCPU counters at each debug-port mark).
 
 pub mod cli;
-pub mod error;
-pub mod event_loop;
-pub mod partitioned;
+mod error;
+mod event_loop;
 mod kick;
-pub mod outcome;
-pub mod plan;
-pub mod platform;
+mod machine;
+mod memory;
+mod outcome;
+mod partitioned;
+mod placement;
+mod plan;
+mod platform;
 pub mod stats;
-pub mod vcpu;
-pub mod virtio;
-pub mod vm;
+mod vcpu;
+mod virtio;
+mod vm;
 
 pub use config;
 pub use error::VmmError;
-pub use outcome::{ExitReason, MarkAt, Outcome};
-pub use platform::{KvmFlavor, PlatformSettings};
-pub use plan::{prepare, KernelKind, Plan};
+pub use hvm::Partition;
+pub use outcome::{ExitReason, HypercallStats, MarkAt, Outcome};
+pub use plan::{prepare, HrtPlan, KernelKind, Module, Plan};
+pub use platform::{cpu_model, KvmFlavor, PlatformSettings};
+pub use vcpu::setup::{CpuidMask, SetupError};
+pub use vcpu::{GuestFault, RegsSummary};
 pub use vm::Vm;

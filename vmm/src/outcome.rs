@@ -44,7 +44,7 @@ pub struct MarkAt {
 
 impl MarkAt {
     /// The counters of `partition`'s vCPUs added up.
-    pub fn total(&self, partition: crate::stats::Partition) -> crate::stats::Counters {
+    pub fn total(&self, partition: hvm::Partition) -> crate::stats::Counters {
         self.vcpus.iter().filter(|v| v.partition == partition).fold(Default::default(), |t, v| t.plus(&v.counters))
     }
 }
@@ -66,6 +66,33 @@ pub struct Outcome {
     pub emulation_fallbacks: u64,
     /// Each vCPU's registers when the VMM stopped it (empty for a vCPU that faulted).
     pub vcpu_regs: Vec<(u8, crate::vcpu::RegsSummary)>,
+    /// In a partitioned VM: the hypercalls served and what they cost in register ioctls.
+    pub hypercalls: Option<HypercallStats>,
+}
+
+/// The hypercalls a partitioned VM served, and the register ioctls they took: none where the host has
+/// `KVM_CAP_SYNC_REGS` (registers come through KVM's run page), else two or three per hypercall
+/// (`KVM_GET_REGS` and `KVM_SET_REGS`, and `KVM_GET_SREGS` for those that name guest memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HypercallStats {
+    /// Hypercalls served (both partitions).
+    pub served: u64,
+    /// Register ioctls made while serving them.
+    pub register_ioctls: u64,
+    /// Whether the host shares registers through the run page.
+    pub sync_regs: bool,
+}
+
+impl fmt::Display for HypercallStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per = if self.served == 0 { 0.0 } else { self.register_ioctls as f64 / self.served as f64 };
+        write!(f, "hypercalls: {} served with {} register ioctl(s) ({per:.2} each", self.served, self.register_ioctls)?;
+        if self.sync_regs {
+            // Without sync registers each hypercall costs KVM_GET_REGS and KVM_SET_REGS at least.
+            write!(f, "; KVM_SYNC_REGS saved at least {}", 2 * self.served)?;
+        }
+        f.write_str(")")
+    }
 }
 
 impl Outcome {

@@ -12,6 +12,7 @@ use config::Config;
 use vm_memory::GuestMemoryMmap;
 
 use crate::error::VmmError;
+use crate::placement::{placements, Placement};
 use crate::platform::{KvmFlavor, PlatformSettings};
 
 /// Which kind of kernel a partition boots.
@@ -60,7 +61,7 @@ pub struct HrtPlan {
     /// When it boots.
     pub boot: config::HrtBoot,
     /// How forwarding channels wait (`hrt.forward`), as the HVM information tells it.
-    pub forward: hvm::abi::ForwardMode,
+    pub forward: abi::ForwardMode,
     /// Adaptive forwarding's spin bound in microseconds (`hrt.forward_spin_us`).
     pub forward_spin_us: u32,
     /// The partition layout.
@@ -95,16 +96,17 @@ pub struct Plan {
     pub modules: Vec<Module>,
     /// The HRT, when this is a partitioned VM (then `kind` is the ROS's Linux).
     pub hrt: Option<HrtPlan>,
-    /// Linux's virtio-mmio devices, for its ACPI tables (the command line names them too).
-    pub virtio: Vec<boot::acpi::MmioDevice>,
+    /// Where Linux's virtio-mmio devices sit: its command line and ACPI tables name them, and the VM
+    /// attaches them there.
+    pub(crate) virtio: Vec<Placement>,
 }
 
 /// The ABI's number for the configured forwarding mode.
-fn forward_mode(mode: config::ForwardMode) -> hvm::abi::ForwardMode {
+fn forward_mode(mode: config::ForwardMode) -> abi::ForwardMode {
     match mode {
-        config::ForwardMode::Poll => hvm::abi::ForwardMode::Poll,
-        config::ForwardMode::Notify => hvm::abi::ForwardMode::Notify,
-        config::ForwardMode::Adaptive => hvm::abi::ForwardMode::Adaptive,
+        config::ForwardMode::Poll => abi::ForwardMode::Poll,
+        config::ForwardMode::Notify => abi::ForwardMode::Notify,
+        config::ForwardMode::Adaptive => abi::ForwardMode::Adaptive,
     }
 }
 
@@ -178,15 +180,9 @@ fn prepare_linux(ros: &config::RosConfig, devices: &config::DevicesConfig, platf
         other => other.map_err(boot_err)?,
     };
     let initramfs_at = linux::plan(&info, initramfs.as_ref().map(|i| i.len() as u64), ros.memory).map_err(boot_err)?;
-    let cmdline = platform.linux_cmdline(&with_kernel_params(&ros.cmdline, &crate::virtio::cmdline_fragments(devices)?));
-    let virtio = crate::virtio::placements(devices)?
-        .iter()
-        .map(|p| boot::acpi::MmioDevice {
-            base: p.base,
-            size: u32::try_from(devices::virtio::mmio::MMIO_WINDOW_SIZE).unwrap_or(0x1000),
-            irq: p.irq,
-        })
-        .collect();
+    let virtio = placements(devices)?;
+    let fragments: Vec<String> = virtio.iter().map(Placement::cmdline_fragment).collect();
+    let cmdline = platform.linux_cmdline(&with_kernel_params(&ros.cmdline, &fragments));
     if cmdline.len() > info.cmdline_max {
         return Err(boot_err(linux::LinuxBootError::CmdlineTooLong { len: cmdline.len(), max: info.cmdline_max }));
     }
@@ -237,7 +233,25 @@ fn prepare_multiboot2(hrt: &config::HrtConfig, platform: PlatformSettings) -> Re
     })
 }
 
+/// Guest RAM as plain data: the ranges to allocate, and (in a partitioned VM) the HRT's range, which
+/// the ROS's view of that memory leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RamPlan {
+    /// Every range of guest RAM.
+    pub ranges: Vec<boot::layout::RamRange>,
+    /// The HRT's range (partitioned VMs only).
+    pub hrt: Option<boot::layout::RamRange>,
+}
+
 impl Plan {
+    /// Where guest RAM goes.
+    pub(crate) fn ram(&self) -> RamPlan {
+        match &self.hrt {
+            None => RamPlan { ranges: boot::layout::ram_ranges(self.memory), hrt: None },
+            Some(h) => RamPlan { ranges: h.layout.all_ram(), hrt: Some(h.layout.hrt_ram) },
+        }
+    }
+
     /// Loads the kernel (and initramfs or modules) into `mem`, writes the firmware tables the kernel
     /// expects (MP and ACPI tables for Linux; ACPI tables and the Multiboot2 information for Multiboot2), and
     /// returns the boot vCPU's entry state. The image bytes are dropped afterwards: they now live in
@@ -253,14 +267,16 @@ impl Plan {
                 };
                 let loaded = linux::load(mem, &spec)
                     .map_err(|source| VmmError::Boot { path: self.kernel_path.clone(), source })?;
-                // Both: a kernel without ACPI (duet's test kernel) finds its CPUs in the MP table and its
-                // devices on the command line; a distribution kernel finds both in ACPI.
+                // Both: a kernel without ACPI finds its CPUs in the MP table and its devices on the
+                // command line; one with ACPI (a distribution kernel, duet's test kernel) finds both in
+                // ACPI (Debian's kernels take virtio-mmio devices from nowhere else).
                 boot::mptable::write(mem, self.vcpus)?;
                 // A partitioned VM's ROS also has the doorbell UART at COM2.
-                let com2 = boot::acpi::Uart { port: hvm::abi::ROS_DOORBELL_UART, irq: hvm::abi::ROS_DOORBELL_IRQ };
+                let com2 = boot::acpi::Uart { port: abi::ROS_DOORBELL_UART, irq: abi::ROS_DOORBELL_IRQ };
                 let uarts: &[boot::acpi::Uart] =
                     if self.hrt.is_some() { &[boot::acpi::COM1, com2] } else { &[boot::acpi::COM1] };
-                boot::acpi::write_linux(mem, self.vcpus, uarts, &self.virtio)?;
+                let devices: Vec<boot::acpi::MmioDevice> = self.virtio.iter().map(Placement::acpi).collect();
+                boot::acpi::write_linux(mem, self.vcpus, uarts, &devices)?;
                 loaded.entry
             }
             KernelKind::Multiboot2 { .. } => {

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use devices::debug_port::MarkProbe;
+pub use hvm::Partition;
 use vmm_sys_util::ioctl::ioctl;
 
 mod nr {
@@ -89,20 +90,16 @@ impl Counters {
     }
 }
 
-/// Which partition a vCPU belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Partition {
-    /// Linux's (or the only kernel's, outside a partitioned VM).
-    Ros,
-    /// The HRT's.
-    Hrt,
+/// Serializes a partition by its name (`ros`, `hrt`), as the config sections are called.
+fn partition_name<S: serde::Serializer>(p: &Partition, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
 }
 
 /// One vCPU's counters in a mark's sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct VcpuSample {
-    /// The vCPU's partition.
+    /// The vCPU's partition (the ROS's is also the only kernel's, outside a partitioned VM).
+    #[serde(serialize_with = "partition_name")]
     pub partition: Partition,
     /// Its index within the partition (the HRT's core number for the HRT).
     pub index: u8,

@@ -1,26 +1,24 @@
-//! The ROS's virtio-mmio devices, wired to KVM: where they sit, their interrupts and notifications,
-//! the MMIO bus the vCPU threads dispatch to, and the event-loop subscriber that runs their work.
+//! The ROS's virtio-mmio devices, wired to KVM: their interrupts and notifications, the MMIO bus the
+//! vCPU threads dispatch to, and the event-loop subscriber that runs their work.
 //!
-//! The devices themselves (`devices::virtio`) know nothing of KVM. Here each gets:
-//! - a 4 KiB window in the MMIO gap from [`VIRTIO_MMIO_START`] (block devices first, then net, then
-//!   vsock, in config order), which the vCPU threads serve through [`MmioBus`];
-//! - one IOAPIC line from [`FIRST_IRQ`] up (COM1 is 4, the doorbell UART 3), raised through an irqfd;
+//! The devices themselves (`devices::virtio`) know nothing of KVM. Each one, at the window and line
+//! the plan placed it (`crate::placement`), gets:
+//! - its window on the [`MmioBus`] the vCPU threads serve;
+//! - its IOAPIC line, raised through an irqfd;
 //! - one ioeventfd per queue on its QueueNotify register (datamatch = the queue index), so a
 //!   notification costs no exit to user space; the event loop calls `notify(queue)`;
 //! - its backend descriptor (TAP, vsock's epoll), polled edge-triggered by the event loop.
 //!
-//! Linux learns about them from `virtio_mmio.device=4K@BASE:IRQ` on its command line
-//! ([`cmdline_fragments`], added by [`crate::plan`]). In a partitioned VM the devices belong to the ROS:
-//! they are given the ROS's memory view, so no descriptor can reach the HRT's RAM.
+//! In a partitioned VM the devices belong to the ROS: they are given the ROS's memory view, so no
+//! descriptor can reach the HRT's RAM.
 
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use boot::layout::{VIRTIO_MMIO_END, VIRTIO_MMIO_START};
 use config::DevicesConfig;
 use devices::virtio::block::{Block, BlockOptions};
-use devices::virtio::mmio::{cmdline_fragment, MmioTransport, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};
+use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};
 use devices::virtio::net::{Net, Tap};
 use devices::virtio::vsock::Vsock;
 use devices::virtio::{Memory, VirtioDevice};
@@ -31,72 +29,10 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::VmmError;
+use crate::placement::{DeviceKind, Placement};
 
-/// The first device's interrupt line (ISA IRQ 5); the next devices take 6, 7, ...
-pub const FIRST_IRQ: u32 = 5;
-/// The last IOAPIC line a device may take.
-const LAST_IRQ: u32 = 23;
 /// The event data of a device's backend descriptor (queue indices are small).
 const BACKEND: u32 = u32::MAX;
-
-/// What kind of device a window holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// virtio-blk (`[[block]]`).
-    Block,
-    /// virtio-net (`[[net]]`).
-    Net,
-    /// virtio-vsock (`[vsock]`).
-    Vsock,
-}
-
-/// Where one configured device sits: its window and its interrupt line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placement {
-    /// The kind of device.
-    pub kind: DeviceKind,
-    /// Its index among the devices of its kind in the config.
-    pub index: usize,
-    /// Guest-physical base of its 4 KiB window.
-    pub base: u64,
-    /// Its IOAPIC line (GSI).
-    pub irq: u32,
-}
-
-impl Placement {
-    /// The device's name in messages, as in the config: `block[0]`, `net[1]`, `vsock`.
-    pub fn name(&self) -> String {
-        match self.kind {
-            DeviceKind::Block => format!("block[{}]", self.index),
-            DeviceKind::Net => format!("net[{}]", self.index),
-            DeviceKind::Vsock => "vsock".to_string(),
-        }
-    }
-}
-
-/// Where the configured devices go: block devices, then net, then vsock, each in config order.
-pub fn placements(devices: &DevicesConfig) -> Result<Vec<Placement>, VmmError> {
-    let kinds = (0..devices.block.len())
-        .map(|i| (DeviceKind::Block, i))
-        .chain((0..devices.net.len()).map(|i| (DeviceKind::Net, i)))
-        .chain(devices.vsock.iter().map(|_| (DeviceKind::Vsock, 0)));
-    let mut out = Vec::new();
-    for (slot, (kind, index)) in kinds.enumerate() {
-        let slot32 = u32::try_from(slot).unwrap_or(u32::MAX);
-        let irq = FIRST_IRQ.saturating_add(slot32);
-        let base = VIRTIO_MMIO_START + slot as u64 * MMIO_WINDOW_SIZE;
-        if irq > LAST_IRQ || base + MMIO_WINDOW_SIZE > VIRTIO_MMIO_END {
-            return Err(VmmError::Unsupported("more than 19 virtio devices"));
-        }
-        out.push(Placement { kind, index, base, irq });
-    }
-    Ok(out)
-}
-
-/// The kernel command-line parameters that tell Linux where the devices are.
-pub fn cmdline_fragments(devices: &DevicesConfig) -> Result<Vec<String>, VmmError> {
-    Ok(placements(devices)?.iter().map(|p| cmdline_fragment(p.base, p.irq)).collect())
-}
 
 /// duet's MAC for net device `index` when the config gives none: locally administered, unicast,
 /// `02:64:75:65:74:<index>` ("duet").
@@ -139,11 +75,6 @@ impl MmioBus {
         let Some((t, offset)) = self.find(addr, data.len()) else { return false };
         t.lock().unwrap_or_else(|p| p.into_inner()).write(offset, data);
         true
-    }
-
-    /// Whether the bus has no device.
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
     }
 }
 
@@ -214,11 +145,12 @@ pub struct VirtioDevices {
 }
 
 /// Opens the configured devices (named errors: a missing or locked image, an absent or busy TAP, a
-/// socket that cannot be bound) and attaches them to `vm`, whose guest sees the RAM in `mem`.
-pub fn attach(vm: &VmFd, mem: &Memory, devices: &DevicesConfig) -> Result<VirtioDevices, VmmError> {
+/// socket that cannot be bound) and attaches them to `vm`, whose guest sees the RAM in `mem`, where
+/// `placements` put them.
+pub(crate) fn attach(vm: &VmFd, mem: &Memory, placements: &[Placement], devices: &DevicesConfig) -> Result<VirtioDevices, VmmError> {
     let mut bus = MmioBus::default();
     let mut events = Vec::new();
-    for place in placements(devices)? {
+    for &place in placements {
         let name = place.name();
         let device: Box<dyn VirtioDevice> = match place.kind {
             DeviceKind::Block => {
@@ -265,49 +197,13 @@ pub fn attach(vm: &VmFd, mem: &Memory, devices: &DevicesConfig) -> Result<Virtio
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-
-    fn devices(blocks: usize, nets: usize, vsock: bool) -> DevicesConfig {
-        DevicesConfig {
-            block: (0..blocks).map(|_| config::BlockConfig::new(PathBuf::from("d.img"))).collect(),
-            net: (0..nets).map(|i| config::NetConfig { tap: format!("tap{i}"), mac: None }).collect(),
-            vsock: vsock.then(|| config::VsockConfig { cid: 3, socket: PathBuf::from("v") }),
-        }
-    }
-
-    #[test]
-    fn devices_take_windows_and_lines_in_order() {
-        let p = placements(&devices(2, 1, true)).expect("placements");
-        let got: Vec<_> = p.iter().map(|p| (p.name(), p.base, p.irq)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("block[0]".to_string(), 0xd000_0000, 5),
-                ("block[1]".to_string(), 0xd000_1000, 6),
-                ("net[0]".to_string(), 0xd000_2000, 7),
-                ("vsock".to_string(), 0xd000_3000, 8),
-            ]
-        );
-        assert_eq!(cmdline_fragments(&devices(1, 0, false)).expect("fragments"), vec!["virtio_mmio.device=4K@0xd0000000:5"]);
-    }
-
-    #[test]
-    fn windows_stay_clear_of_ram_and_the_interrupt_controllers() {
-        let p = placements(&devices(8, 4, true)).expect("placements");
-        for w in &p {
-            assert!(w.base >= boot::layout::MMIO_GAP_START && w.base + MMIO_WINDOW_SIZE <= boot::layout::IOAPIC_START);
-            assert!(w.irq != devices::serial::COM1_IRQ && w.irq != hvm::abi::ROS_DOORBELL_IRQ && w.irq <= LAST_IRQ);
-        }
-        assert!(placements(&devices(20, 0, false)).is_err());
-    }
 
     #[test]
     fn an_empty_bus_serves_nothing() {
         let bus = MmioBus::default();
         let mut b = [0u8; 4];
-        assert!(!bus.read(VIRTIO_MMIO_START, &mut b));
-        assert!(!bus.write(VIRTIO_MMIO_START, &b));
+        assert!(!bus.read(boot::layout::VIRTIO_MMIO_START, &mut b));
+        assert!(!bus.write(boot::layout::VIRTIO_MMIO_START, &b));
     }
 }

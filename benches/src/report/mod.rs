@@ -78,11 +78,11 @@ pub struct Environment {
 impl Environment {
     /// This host's environment: the given KVM flavor and placement, the CPU model from
     /// `/proc/cpuinfo`, the time now and the repository's git revision.
-    pub fn detect(flavor: vmm::platform::KvmFlavor, placement: impl Into<String>) -> Self {
+    pub fn detect(flavor: vmm::KvmFlavor, placement: impl Into<String>) -> Self {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Environment {
             kvm_flavor: flavor.module().to_string(),
-            cpu_model: vmm::platform::cpu_model(),
+            cpu_model: vmm::cpu_model(),
             placement: placement.into(),
             date: rfc3339_utc(secs),
             git_rev: git_rev(&crate::repo_root()),

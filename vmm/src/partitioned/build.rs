@@ -4,64 +4,51 @@
 //! between the two (`doorbell.rs`).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use devices::bus::PioBus;
 use devices::console::ConsoleSink;
-use devices::debug_port::{Marks, DEBUG_PORT, DEBUG_PORTS};
+use devices::debug_port::{DebugPort, DEBUG_PORT, DEBUG_PORTS, HRT_MARK_BIT};
 use devices::serial::{SerialPort, COM1_PORT, SERIAL_PORTS};
-use devices::stop::StopSignal;
 use devices::EventFdTrigger;
-use kvm_bindings::{kvm_device_attr, CpuId, KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET};
+use hvm::Partition;
+use kvm_bindings::{kvm_device_attr, KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
+use super::cores::HrtCore;
 use super::doorbell::{self, Doorbells, WireArgs};
-use super::{HrtDebugPort, HrtVcpu, Hvm, HvmParts};
+use super::events::EventQueues;
+use super::isolation::IsolationLog;
+use super::lifecycle::{HrtImage, Lifecycle};
+use super::slots::InvokeSlots;
+use super::topology::Topology;
+use super::PartitionedVm;
 use crate::error::VmmError;
+use crate::machine::{create_vm, VmContext};
 use crate::plan::HrtPlan;
-use crate::platform::PlatformSettings;
-use crate::vcpu::setup;
 
-/// The HRT's side, built.
-pub struct Partitioned {
-    /// The shared state.
-    pub hvm: Arc<Hvm>,
-    /// The HRT's vCPUs, by core index.
-    pub vcpus: Vec<HrtVcpu>,
-    /// The doorbells (their relay thread is started by [`crate::Vm::run`]).
-    pub doorbells: Doorbells,
+/// What the HRT's side needs of the ROS's.
+pub(crate) struct RosSide<'a> {
+    /// The ROS's KVM VM (the HRT doorbells' ioeventfds, the doorbell UART's irqfd).
+    pub vm: &'a VmFd,
+    /// The ROS's port bus (gets the doorbell UART at COM2).
+    pub bus: &'a mut PioBus,
+    /// The ROS's vCPUs (for TSC alignment and the TSC frequency).
+    pub vcpus: &'a [&'a VcpuFd],
+    /// The console the ROS writes to.
+    pub console: &'a ConsoleSink,
 }
 
-/// What [`build`] needs from the VM being built.
-pub struct BuildArgs<'a> {
-    /// /dev/kvm.
-    pub kvm: &'a Kvm,
-    /// The ROS's KVM VM (the HRT doorbells' ioeventfds, the doorbell UART's irqfd).
-    pub ros_vm: &'a VmFd,
-    /// The ROS's port bus (gets the doorbell UART at COM2).
-    pub ros_bus: &'a mut PioBus,
-    /// The HRT's plan.
-    pub plan: HrtPlan,
-    /// All guest memory.
-    pub mem: GuestMemoryMmap<()>,
-    /// The ROS's vCPUs (for TSC alignment and the TSC frequency).
-    pub ros_vcpus: &'a [VcpuFd],
-    /// KVM's supported CPUID.
-    pub cpuid: &'a CpuId,
-    /// Platform settings.
-    pub platform: &'a PlatformSettings,
-    /// The console the ROS writes to.
-    pub sink: &'a ConsoleSink,
-    /// Samples every vCPU's KVM statistics at each mark (gets the HRT's vCPUs).
-    pub probe: Arc<crate::stats::StatsProbe>,
-    /// The VM's stop signal.
-    pub stop: Arc<StopSignal>,
-    /// Marks.
-    pub marks: Marks,
-    /// The VM-wide stop flag.
-    pub stopping: Arc<AtomicBool>,
+/// The HRT's side, built.
+pub(crate) struct HrtSide {
+    /// The shared state.
+    pub vm: Arc<PartitionedVm>,
+    /// The HRT's cores, by index.
+    pub cores: Vec<HrtCore>,
+    /// The doorbells (their relay thread is started by [`crate::Vm::run`]).
+    pub doorbells: Doorbells,
 }
 
 /// `_IOW(KVMIO, 0xe1, struct kvm_device_attr)` (kvm-ioctls offers it on vCPUs for aarch64 only).
@@ -90,59 +77,73 @@ fn align_tsc<'a>(vcpus: impl Iterator<Item = &'a VcpuFd>) {
     log::debug!("partitioned VM: TSC offsets aligned");
 }
 
-/// Builds the HRT's KVM VM, vCPUs and bus.
-pub fn build(a: BuildArgs<'_>) -> Result<Partitioned, VmmError> {
-    let ros_cores = a.ros_vcpus.len() as u32;
-    let hrt_cores = u32::from(a.plan.vcpus);
-    let vm = a.kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM (HRT)"))?;
-    vm.set_tss_address(crate::vm::KVM_TSS_ADDRESS).map_err(VmmError::kvm("KVM_SET_TSS_ADDR (HRT)"))?;
-    vm.create_irq_chip().map_err(VmmError::kvm("KVM_CREATE_IRQCHIP (HRT)"))?;
-    crate::vm::register_memory(&vm, &a.mem)?;
-    let tsc_khz = a.ros_vcpus.first().and_then(|v| v.get_tsc_khz().ok()).map_or(0, u64::from);
-    let total = u8::try_from(ros_cores + hrt_cores).unwrap_or(u8::MAX);
-    let mut fds = Vec::with_capacity(hrt_cores as usize);
-    let mut lapics = Vec::with_capacity(hrt_cores as usize);
-    for core in 0..hrt_cores {
-        let apic = u8::try_from(ros_cores + core).map_err(|_| VmmError::Unsupported("more than 255 vCPUs in all"))?;
-        let fd = vm.create_vcpu(u64::from(apic)).map_err(VmmError::kvm("KVM_CREATE_VCPU (HRT)"))?;
-        a.probe.add(crate::stats::Partition::Hrt, core as u8, &fd);
-        let cpuid = setup::cpuid_for(a.cpuid, apic, total, a.platform.cpuid_mask);
-        setup::configure_common(&fd, apic, &cpuid)?;
-        lapics.push(fd.get_lapic().map_err(VmmError::kvm("KVM_GET_LAPIC (HRT)"))?);
-        fds.push(fd);
+/// The partitions' shape for `plan` beside `ros_cores` ROS cores.
+fn topology(plan: &HrtPlan, ros_cores: u32, tsc_khz: u64) -> Topology {
+    Topology {
+        layout: plan.layout.clone(),
+        hrt_apic_ids: (0..u32::from(plan.vcpus)).map(|core| ros_cores + core).collect(),
+        ros_apic_ids: (0..ros_cores).collect(),
+        tsc_khz,
+        forward: plan.forward,
+        forward_spin_us: plan.forward_spin_us,
     }
-    align_tsc(a.ros_vcpus.iter().chain(fds.iter()));
+}
+
+/// Builds the HRT's KVM VM, cores and bus beside the ROS's, over all of guest memory `mem`.
+pub(crate) fn build(kvm: &Kvm, ctx: &VmContext, ros: RosSide<'_>, plan: HrtPlan, mem: GuestMemoryMmap<()>) -> Result<HrtSide, VmmError> {
+    let ros_cores = ros.vcpus.len() as u32;
+    let hrt_vm = create_vm(kvm, &mem, Partition::Hrt)?;
+    let tsc_khz = ros.vcpus.first().and_then(|v| v.get_tsc_khz().ok()).map_or(0, u64::from);
+    let topology = topology(&plan, ros_cores, tsc_khz);
+    let total = u8::try_from(ros_cores + topology.hrt_cores()).map_err(|_| VmmError::Unsupported("more than 255 vCPUs in all"))?;
+    let mut vcpus = Vec::with_capacity(topology.hrt_apic_ids.len());
+    for (core, &apic) in topology.hrt_apic_ids.iter().enumerate() {
+        let apic = u8::try_from(apic).map_err(|_| VmmError::Unsupported("more than 255 vCPUs in all"))?;
+        let vcpu = ctx.vcpu(&hrt_vm, apic, total, Partition::Hrt, core as u8)?;
+        let lapic = vcpu.fd.get_lapic().map_err(VmmError::kvm("KVM_GET_LAPIC (HRT)"))?;
+        vcpus.push((vcpu, lapic));
+    }
+    align_tsc(ros.vcpus.iter().copied().chain(vcpus.iter().map(|(v, _)| &v.fd)));
 
     let mut bus = PioBus::new();
-    let hrt_apic_ids: Vec<u32> = (0..hrt_cores).map(|core| ros_cores + core).collect();
     let doorbells = doorbell::wire(WireArgs {
-        ros_vm: a.ros_vm,
-        hrt_vm: &vm,
-        hrt_apic_ids: &hrt_apic_ids,
-        ros_bus: a.ros_bus,
+        ros_vm: ros.vm,
+        hrt_vm: &hrt_vm,
+        hrt_apic_ids: &topology.hrt_apic_ids,
+        ros_bus: ros.bus,
         hrt_bus: &mut bus,
-        stopping: a.stopping.clone(),
+        stopping: ctx.stopping.clone(),
     })?;
-    let hvm = Hvm::new(HvmParts {
-        plan: a.plan,
-        mem: a.mem,
-        ros_cores,
-        tsc_khz,
-        hrt_vm: vm,
-        stop: a.stop,
-        stopping: a.stopping,
-    });
-    let sink = a.sink.try_clone().map_err(VmmError::io("sharing the console with the HRT"))?;
+    let image = HrtImage {
+        kernel: plan.kernel.clone(),
+        origin: plan.kernel_path.display().to_string(),
+        modules: plan.modules.clone(),
+        cmdline: plan.cmdline.clone(),
+    };
+    let lifecycle = Arc::new(Lifecycle::new(image, topology.hrt_cores(), plan.boot == config::HrtBoot::AtStart));
+    let sink = ros.console.try_clone().map_err(VmmError::io("sharing the console with the HRT"))?;
     let irq = EventFdTrigger::new().map_err(VmmError::io("creating the HRT serial's (unused) interrupt eventfd"))?;
-    let serial = SerialPort::new(irq, std::io::LineWriter::new(sink));
-    bus.insert(COM1_PORT, SERIAL_PORTS, Arc::new(Mutex::new(serial)))?;
-    bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(HrtDebugPort::new(&hvm, a.marks, Some(a.probe)))))?;
+    bus.insert(COM1_PORT, SERIAL_PORTS, Arc::new(Mutex::new(SerialPort::new(irq, std::io::LineWriter::new(sink)))))?;
+    let port = DebugPort::new(lifecycle.clone(), ctx.marks.clone()).with_mark_tag(HRT_MARK_BIT).with_probe(ctx.probe.clone());
+    bus.insert(DEBUG_PORT, DEBUG_PORTS, Arc::new(Mutex::new(port)))?;
     let bus = Arc::new(bus);
-    let vcpus = fds
+    let vm = Arc::new(PartitionedVm {
+        slots: InvokeSlots::new(topology.layout.hrt_base()),
+        topology,
+        mem,
+        hrt_vm,
+        lifecycle,
+        events: EventQueues::default(),
+        isolation: IsolationLog::default(),
+        stop: ctx.stop.clone(),
+        hypercalls: AtomicU64::new(0),
+        register_ioctls: AtomicU64::new(0),
+        sync_regs: ctx.sync_regs,
+    });
+    let cores = vcpus
         .into_iter()
-        .zip(lapics)
         .enumerate()
-        .map(|(core, (fd, lapic))| HrtVcpu { fd, core: core as u32, lapic, bus: bus.clone() })
+        .map(|(core, (vcpu, lapic))| HrtCore { vcpu, core: core as u32, lapic, bus: bus.clone() })
         .collect();
-    Ok(Partitioned { hvm, vcpus, doorbells })
+    Ok(HrtSide { vm, cores, doorbells })
 }

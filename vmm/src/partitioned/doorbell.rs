@@ -4,7 +4,7 @@
 //!   ROS's KVM VM (a 4-byte `out` to [`HRT_DOORBELL_PORT`] with EAX = `i`) and an irqfd in the HRT's KVM
 //!   VM on GSI [`DOORBELL_GSI_BASE`] + `i`, whose routing entry is an MSI with the HRT's wake vector to
 //!   core `i`'s APIC ID — the same message an invoke sends. The kernel does it all: no exit to duet.
-//!   The routes are set again on every HRT boot ([`Hvm::route_doorbells`]), since the wake vector is
+//!   The routes are set again on every HRT boot ([`PartitionedVm::route_doorbells`]), since the wake vector is
 //!   the booted image's.
 //! - **ROS doorbell** (HRT core → ROS): for each HRT core `i`, one eventfd that is an ioeventfd in the
 //!   HRT's KVM VM (a 4-byte `out` to [`ROS_DOORBELL_PORT`] with EAX = `i`). A relay thread
@@ -33,7 +33,8 @@ use kvm_ioctls::{IoEventAddress, VmFd};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{msi_address, Hvm};
+use super::topology::msi_address;
+use super::PartitionedVm;
 use crate::error::VmmError;
 
 /// The HRT doorbell of core `i` is GSI 24 + `i` in the HRT's KVM VM (after the IOAPIC's 24 pins).
@@ -97,11 +98,11 @@ fn set_routes(vm: &VmFd, routes: &[kvm_irq_routing_entry]) -> Result<(), kvm_ioc
     vm.set_gsi_routing(&table)
 }
 
-impl Hvm {
+impl PartitionedVm {
     /// Points the HRT doorbells at the wake vector of the image just booted (called by the supervisor
     /// before it releases the cores). A failure leaves the doorbells silent, not the HRT broken.
     pub(super) fn route_doorbells(&self, wake_vector: u32) {
-        let routes = doorbell_routes(&self.hrt_apic_ids, wake_vector);
+        let routes = doorbell_routes(&self.topology.hrt_apic_ids, wake_vector);
         match set_routes(&self.hrt_vm, &routes) {
             Ok(()) => log::debug!("hvm: HRT doorbells routed to vector {wake_vector:#x}"),
             Err(e) => {
