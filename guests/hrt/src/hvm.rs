@@ -28,7 +28,7 @@ use core::mem::MaybeUninit;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
-use abi::{client, slot, HvmInfo, MemRange, Op, FUNC_MERGE, FUNC_UNMERGE, INVOKE_NOTIFY};
+use abi::{client, func, slot, HvmInfo, MemRange, Op, FUNC_MERGE, FUNC_UNMERGE, INVOKE_NOTIFY};
 
 use crate::boot::{KERNEL_VBASE, MAX_APS, PHYS_MAP_BASE, WAKE_VECTOR};
 use crate::mb2::{self, Info};
@@ -36,15 +36,11 @@ use crate::out::Line;
 use crate::smp::{lapic_enable, lapic_read, lapic_write, rdtsc, set_lapic, tsc_per_ms, LAPIC_ID, LAPIC_PHYS, LAPIC_TPR};
 use crate::{fwd, idt, merge, port, user};
 
-/// Every word of the canary page: "RANACTRH" little-endian.
-pub const CANARY: u64 = 0x4852_5443_414E_4152;
 /// How long core 0 waits for the other cores to reach the service loop.
 const IDLE_TIMEOUT_MS: u64 = 10_000;
 /// The boot information must lie below this physical address (64 TiB: the physical window and the
 /// identity map cover all guest RAM, and nothing larger fits the window).
 const INFO_LIMIT: u64 = 1 << 46;
-/// What invoke functions 12 and 13 return for an address that is not mapped (or, 13, not writable).
-pub const NOT_MAPPED: u64 = u64::MAX - 1;
 
 /// Set (release) by core 0 when the IDT and [`PARTITION`] are ready; the other cores spin on it in
 /// `hrt_entry64` before they take a stack.
@@ -68,7 +64,7 @@ pub(crate) fn partition() -> &'static Partition {
     unsafe { (*core::ptr::addr_of!(PARTITION)).assume_init_ref() }
 }
 
-/// A page of [`CANARY`] words in HRT RAM (bss): the ROS must be unable to change it.
+/// A page of [`func::CANARY_WORD`] words in HRT RAM (bss): the ROS must be unable to change it.
 #[repr(C, align(4096))]
 struct Page([u64; 512]);
 static mut CANARY_PAGE: Page = Page([0; 512]);
@@ -188,7 +184,7 @@ extern "C" fn hrt_hvm_main(info_addr: u64, core: u64, apic: u64) -> ! {
         .print();
 
     for i in 0..512 {
-        unsafe { write_volatile(canary_words().add(i), CANARY) };
+        unsafe { write_volatile(canary_words().add(i), func::CANARY_WORD) };
     }
     idt::init_interrupts(wake);
     unsafe { (*core::ptr::addr_of_mut!(PARTITION)).write(Partition { info: hvm, canary }) };
@@ -256,16 +252,16 @@ fn serve(core: u32) -> ! {
             continue;
         }
         fence(Ordering::Acquire);
-        let (func, arg) = (read(slot::FUNC), read(slot::ARG));
+        let (function, arg) = (read(slot::FUNC), read(slot::ARG));
         let (completion, flags) = (read(slot::COMPLETION), read(slot::FLAGS));
-        let result = if (14..=19).contains(&func) || func == 22 {
+        let result = if touches_merged_memory(function) {
             // Functions that touch a merged process's memory: survive its going away.
-            user::guarded(core, &mut || invoke(core, func, arg)).unwrap_or_else(|| {
+            user::guarded(core, &mut || invoke(core, function, arg)).unwrap_or_else(|| {
                 fwd::detach(core);
                 fwd::FORWARD_GONE
             })
         } else {
-            invoke(core, func, arg)
+            invoke(core, function, arg)
         };
         write(slot::RESULT, result);
         fence(Ordering::Release);
@@ -278,6 +274,21 @@ fn serve(core: u32) -> ! {
             let _ = unsafe { client::hypercall(Op::InvokeDone, [core as u64, 0, 0, 0, 0]) };
         }
     }
+}
+
+/// The functions that use a merged process's memory through its own (merged) mappings, so that a
+/// page fault there means the process went away: the forwarding family and split execution.
+fn touches_merged_memory(function: u64) -> bool {
+    matches!(
+        function,
+        func::FWD_GETPID
+            | func::FWD_ATTACH
+            | func::FWD_DETACH
+            | func::SPLIT
+            | func::FWD_STRESS
+            | func::FWD_CORRUPT
+            | func::FWD_TIMED
+    )
 }
 
 /// Writes the caller's Completion {seq, result}: result first, then seq (release). Only inside
@@ -301,41 +312,41 @@ fn complete(core: u32, addr: u64, seq: u64, result: u64) {
 }
 
 /// duet's invoke functions (contract "duet's HRT invoke functions").
-fn invoke(core: u32, func: u64, arg: u64) -> u64 {
-    match func {
-        0 => arg,
-        1 => arg.wrapping_add(1),
-        2 => canary_check(),
-        3 => partition().canary,
-        4 => {
+fn invoke(core: u32, function: u64, arg: u64) -> u64 {
+    match function {
+        func::ECHO => arg,
+        func::ADD_ONE => arg.wrapping_add(1),
+        func::CANARY_CHECK => canary_check(),
+        func::CANARY_ADDRESS => partition().canary,
+        func::PAGE_FAULT => {
             crate::fault();
             u64::MAX
         }
-        5 => idt::triple_fault(),
-        6 => crate::halt(),
-        7 => (lapic_read(LAPIC_ID) >> 24) as u64,
-        8 => ping_pong(arg, false),
-        9 => rdtsc(),
-        10 => hypercall_bench(arg),
-        11 => channel(arg),
-        12 => merge::user_read_u64(arg).unwrap_or(NOT_MAPPED),
-        13 => merge::flip(arg),
-        14 => fwd::getpid(core, arg),
-        15 => fwd::attach(core, arg),
-        16 => fwd::detach(core),
-        17 => fwd::split(core, arg),
-        18 => fwd::stress(core, arg),
-        19 => fwd::corrupt(core),
-        22 => fwd::timed(core, arg),
-        20 => ring_ros_doorbell(core),
-        21 => wait_interrupts(arg),
-        23 => ping_pong(arg, true),
+        func::TRIPLE_FAULT => idt::triple_fault(),
+        func::HANG => crate::halt(),
+        func::APIC_ID => (lapic_read(LAPIC_ID) >> 24) as u64,
+        func::PING_PONG => ping_pong(arg, false),
+        func::RDTSC => rdtsc(),
+        func::HYPERCALL_BENCH => hypercall_bench(arg),
+        func::CHANNEL => channel(arg),
+        func::READ_USER => merge::user_read_u64(arg).unwrap_or(func::NOT_MAPPED),
+        func::FLIP_USER => merge::flip(arg),
+        func::FWD_GETPID => fwd::getpid(core, arg),
+        func::FWD_ATTACH => fwd::attach(core, arg),
+        func::FWD_DETACH => fwd::detach(core),
+        func::SPLIT => fwd::split(core, arg),
+        func::FWD_STRESS => fwd::stress(core, arg),
+        func::FWD_CORRUPT => fwd::corrupt(core),
+        func::FWD_TIMED => fwd::timed(core, arg),
+        func::RING_ROS_DOORBELL => ring_ros_doorbell(core),
+        func::WAIT_INTERRUPTS => wait_interrupts(arg),
+        func::DOORBELL_PONG => ping_pong(arg, true),
         FUNC_MERGE => merge::merge(arg),
         FUNC_UNMERGE => {
             fwd::detach(core);
             merge::unmerge()
         }
-        _ => u64::MAX,
+        _ => func::UNKNOWN,
     }
 }
 
@@ -359,14 +370,14 @@ fn wait_interrupts(n: u64) -> u64 {
     n
 }
 
-/// [`CANARY`] if every word of the canary page still holds it, else 0.
+/// [`func::CANARY_WORD`] if every word of the canary page still holds it, else 0.
 fn canary_check() -> u64 {
     for i in 0..512 {
-        if unsafe { read_volatile(canary_words().add(i)) } != CANARY {
+        if unsafe { read_volatile(canary_words().add(i)) } != func::CANARY_WORD {
             return 0;
         }
     }
-    CANARY
+    func::CANARY_WORD
 }
 
 /// Function 8: `addr` = guest-physical address of 128 bytes of ROS RAM, u64 ping at +0 and pong at
@@ -442,16 +453,16 @@ fn channel(addr: u64) -> u64 {
         }
         // The request's func and arg were written before its seq.
         fence(Ordering::Acquire);
-        let (func, arg) = (read(CHAN_REQ_FUNC), read(CHAN_REQ_ARG));
+        let (function, arg) = (read(CHAN_REQ_FUNC), read(CHAN_REQ_ARG));
         // Echo first: one test and branch on its path.
-        let result = if func == 0 {
+        let result = if function == func::ECHO {
             arg
-        } else if func == 1 {
+        } else if function == func::ADD_ONE {
             arg.wrapping_add(1)
-        } else if func == CHAN_STOP {
+        } else if function == CHAN_STOP {
             return served;
         } else {
-            channel_call(func, arg)
+            channel_call(function, arg)
         };
         write(CHAN_RESP_RESULT, result);
         fence(Ordering::Release);
@@ -464,10 +475,10 @@ fn channel(addr: u64) -> u64 {
 /// The channel's functions other than echo and add-one: 7 apic-id, 9 rdtsc, any other u64::MAX.
 #[cold]
 #[inline(never)]
-fn channel_call(func: u64, arg: u64) -> u64 {
-    match func {
-        7 | 9 => invoke(0, func, arg),
-        _ => u64::MAX,
+fn channel_call(function: u64, arg: u64) -> u64 {
+    match function {
+        func::APIC_ID | func::RDTSC => invoke(0, function, arg),
+        _ => func::UNKNOWN,
     }
 }
 

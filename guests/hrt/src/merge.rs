@@ -6,7 +6,9 @@ use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::hvm::{in_ram, in_ros_ram, pv, NOT_MAPPED};
+use abi::func::NOT_MAPPED;
+
+use crate::hvm::{in_ram, in_ros_ram, pv};
 
 
 const PRESENT: u64 = 1;
