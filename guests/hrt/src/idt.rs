@@ -6,7 +6,7 @@ use core::arch::asm;
 
 use crate::boot::SPURIOUS_VECTOR;
 use crate::out::Line;
-use crate::port;
+use crate::{cpu, port};
 
 extern "C" {
     /// 32 entry stubs, 16 bytes apart (boot.rs).
@@ -126,8 +126,7 @@ extern "C" fn hrt_trap(frame: *mut crate::user::TrapFrame) {
 /// Reports an exception in ring 0 from [vector, error, rip, cs, rflags, rsp, ss] and ends the VM.
 fn exception(frame: *const u64) -> ! {
     let (vector, error, rip) = unsafe { (*frame, *frame.add(1), *frame.add(2)) };
-    let cr2: u64;
-    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    let cr2 = cpu::cr2();
     Line::forced()
         .s("hrt: exception ")
         .s(name(vector))

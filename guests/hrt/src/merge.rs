@@ -8,7 +8,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use abi::func::NOT_MAPPED;
 
-use crate::hvm::{in_ram, in_ros_ram, pv};
+use crate::cpu::{self, cr3};
+use crate::partition::{in_ram, in_ros_ram, pv};
 
 
 const PRESENT: u64 = 1;
@@ -40,12 +41,6 @@ pub fn generation() -> u32 {
     GENERATION.load(Ordering::Acquire)
 }
 
-fn cr3() -> u64 {
-    let v: u64;
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 /// Reloads CR3: flushes this core's TLB (duet's tables have no global pages).
 pub fn flush_tlb() {
     unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
@@ -59,7 +54,7 @@ pub fn flush_range(va: u64, len: u64) {
     flush_tlb();
     let mut page = va & !0xfff;
     while page < va.saturating_add(len) {
-        unsafe { asm!("invlpg [{}]", in(reg) page, options(nostack, preserves_flags)) };
+        cpu::invlpg(page);
         page += 4096;
     }
 }

@@ -2,6 +2,8 @@
 
 use core::arch::asm;
 
+use crate::cpu;
+
 /// duet's debug port: a 1-4 byte write ends the VM with that status.
 pub const DEBUG_EXIT: u16 = 0xf4;
 /// duet's debug port: a write records (code, host time).
@@ -38,7 +40,5 @@ pub fn mark(code: u32) {
 /// Ends the VM with `status` through the debug port; halts if nobody listens.
 pub fn exit(status: u32) -> ! {
     outl(DEBUG_EXIT, status);
-    loop {
-        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
-    }
+    cpu::halt()
 }

@@ -24,8 +24,9 @@ use core::ptr::addr_of_mut;
 use forwarder::layout::{PSEUDO_PAGE_FAULT, SPLIT_EXCEPTION, SPLIT_EXITED, SPLIT_OK, SPLIT_RETURN, SPLIT_SEGFAULT};
 
 use crate::boot::MAX_APS;
+use crate::cpu::{cr2, invlpg, rdmsr, wrmsr};
 use crate::out::Line;
-use crate::{fwd, merge};
+use crate::{fwd, merge, port};
 
 /// Cores with a TSS and a trap stack.
 const CORES: usize = MAX_APS + 1;
@@ -287,22 +288,6 @@ hrt_leave_user:
     options(att_syntax)
 );
 
-fn wrmsr(msr: u32, v: u64) {
-    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nomem, nostack, preserves_flags)) }
-}
-
-fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-fn cr2() -> u64 {
-    let v: u64;
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 fn block(core: usize) -> *mut CoreBlock {
     unsafe { addr_of_mut!(TRAP_STACKS[core].block) }
 }
@@ -391,7 +376,7 @@ pub fn trap(frame: &mut TrapFrame) {
     let core = unsafe { (*b).core } as usize;
     if core >= CORES || block(core) != b {
         Line::forced().s("hrt: user trap on an unknown stack, vector ").dec(frame.vector).print();
-        crate::port::exit(0x80 + (frame.vector as u32 & 0x1f));
+        port::exit(0x80 + (frame.vector as u32 & 0x1f));
     }
     let entry = core::ptr::addr_of!(hrt_syscall_entry) as u64;
     match frame.vector {
@@ -480,7 +465,7 @@ fn page_fault(b: *mut CoreBlock, frame: &mut TrapFrame, addr: u64) {
     let write = u64::from(frame.error & 2 != 0);
     let core = unsafe { (*b).core } as u32;
     match fwd::forward(core, PSEUDO_PAGE_FAULT, [page, write, 0, 0, 0, 0]) {
-        Ok(0) => unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) },
+        Ok(0) => invlpg(addr),
         _ => leave(b, SPLIT_SEGFAULT, addr),
     }
 }

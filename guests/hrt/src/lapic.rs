@@ -1,0 +1,62 @@
+//! The local APIC (xAPIC, MMIO) of the running core: its virtual address and the accessors that the
+//! standalone `smp` command (start-up IPIs) and a partitioned VM's cores (enable, TPR, ID) share.
+//! The wake-up interrupt's handler (boot.rs) reads the address too, as `hrt_lapic`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::boot::SPURIOUS_VECTOR;
+
+/// The LAPIC's physical address (xAPIC default).
+pub const PHYS: u64 = 0xFEE0_0000;
+/// The LAPIC's virtual address, for every CPU and the wake-up interrupt (boot.rs): standalone the
+/// identity-mapped physical address (the MADT's), in a partitioned VM the LAPIC page in the
+/// physical window ([`set_base`]).
+#[link_section = ".data.hrt"]
+#[export_name = "hrt_lapic"]
+static LAPIC: AtomicU64 = AtomicU64::new(PHYS);
+
+/// Registers (offsets from the base).
+pub const ID: u64 = 0x20;
+pub const TPR: u64 = 0x80;
+pub const SVR: u64 = 0xF0;
+const ICR_LO: u64 = 0x300;
+const ICR_HI: u64 = 0x310;
+const ICR_PENDING: u32 = 1 << 12;
+/// INIT, level assert.
+pub const ICR_INIT: u32 = 0x0000_4500;
+/// Start-up, level assert (| the vector).
+pub const ICR_SIPI: u32 = 0x0000_4600;
+
+pub fn read(reg: u64) -> u32 {
+    unsafe { core::ptr::read_volatile((LAPIC.load(Ordering::Relaxed) + reg) as usize as *const u32) }
+}
+
+pub fn write(reg: u64, v: u32) {
+    unsafe { core::ptr::write_volatile((LAPIC.load(Ordering::Relaxed) + reg) as usize as *mut u32, v) }
+}
+
+/// Sets the LAPIC's virtual address: standalone `smp` (the MADT's), core 0 of a partitioned VM
+/// (the physical window's), before any other core uses it.
+pub fn set_base(vaddr: u64) {
+    LAPIC.store(vaddr, Ordering::Release);
+}
+
+/// This core's APIC ID (xAPIC: bits 24-31 of the ID register).
+pub fn apic_id() -> u32 {
+    read(ID) >> 24
+}
+
+/// Software-enables this CPU's LAPIC (SVR bit 8) with the spurious vector 0xFF.
+pub fn enable() {
+    write(SVR, read(SVR) | 0x100 | SPURIOUS_VECTOR);
+}
+
+/// Sends an IPI and waits (bounded) until the LAPIC has taken it.
+pub fn ipi(apic_id: u32, icr: u32) {
+    write(ICR_HI, apic_id << 24);
+    write(ICR_LO, icr);
+    let mut spins = 0;
+    while read(ICR_LO) & ICR_PENDING != 0 && spins < 10_000 {
+        spins += 1;
+    }
+}
