@@ -9,8 +9,9 @@ use abi::func;
 struct Page([u64; 512]);
 static mut PAGE: Page = Page([0; 512]);
 
+/// The page's first word (`Page` is `repr(C)`: its array starts it).
 fn words() -> *mut u64 {
-    unsafe { core::ptr::addr_of_mut!(PAGE.0) as *mut u64 }
+    core::ptr::addr_of_mut!(PAGE).cast::<u64>()
 }
 
 /// The page's (kernel) virtual address.
@@ -21,6 +22,8 @@ pub fn vaddr() -> u64 {
 /// Fills every word with [`func::CANARY_WORD`] (core 0, at boot).
 pub fn fill() {
     for i in 0..512 {
+        // SAFETY: word i < 512 of the page (aligned); core 0 writes it at boot, before the other
+        // cores go and before any invoke can check it, and no reference to the page exists.
         unsafe { write_volatile(words().add(i), func::CANARY_WORD) };
     }
 }
@@ -28,6 +31,7 @@ pub fn fill() {
 /// Function 2: [`func::CANARY_WORD`] if every word of the page still holds it, else 0.
 pub fn check() -> u64 {
     for i in 0..512 {
+        // SAFETY: word i < 512 of the page (aligned); only `fill` writes it, before any invoke.
         if unsafe { read_volatile(words().add(i)) } != func::CANARY_WORD {
             return 0;
         }

@@ -128,6 +128,9 @@ fn modules(info: &Info) -> u32 {
             &[]
         } else {
             let at = info.phys_offset + m.start as u64;
+            // SAFETY: the loader put the module at [start, end) (u32: below 4 GiB, and not in page
+            // 0), which `phys_offset` maps (the identity map of 4 GiB standalone, the physical
+            // window in a partitioned VM); nobody writes it while it is hashed.
             unsafe { core::slice::from_raw_parts(at as usize as *const u8, len) }
         };
         Line::new()
@@ -145,6 +148,9 @@ fn modules(info: &Info) -> u32 {
 /// The `fault` command, and invoke function 4: reads [`UNMAPPED`] (the page fault ends the VM).
 pub fn fault() -> u32 {
     Line::new().s("hrt: fault: reading ").hex(UNMAPPED).print();
+    // SAFETY: the read faults on purpose: nothing is mapped there (standalone: above the 4 GiB
+    // identity map; partitioned: above guest RAM, unless a merged process maps it, and then it is
+    // that process's memory, no Rust object), and the page fault ends the VM.
     let v = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
     // Not reached: the page fault handler ends the VM with 0x8e.
     Line::new()

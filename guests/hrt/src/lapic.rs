@@ -15,29 +15,45 @@ pub const PHYS: u64 = 0xFEE0_0000;
 #[export_name = "hrt_lapic"]
 static LAPIC: AtomicU64 = AtomicU64::new(PHYS);
 
-/// Registers (offsets from the base).
-pub const ID: u64 = 0x20;
-pub const TPR: u64 = 0x80;
-pub const SVR: u64 = 0xF0;
-const ICR_LO: u64 = 0x300;
-const ICR_HI: u64 = 0x310;
+/// A LAPIC register: its offset in the page (16-aligned, below 4 KiB). Only the constants below.
+#[derive(Clone, Copy)]
+pub struct Reg(u64);
+
+pub const ID: Reg = Reg(0x20);
+pub const TPR: Reg = Reg(0x80);
+pub const SVR: Reg = Reg(0xF0);
+const ICR_LO: Reg = Reg(0x300);
+const ICR_HI: Reg = Reg(0x310);
 const ICR_PENDING: u32 = 1 << 12;
 /// INIT, level assert.
 pub const ICR_INIT: u32 = 0x0000_4500;
 /// Start-up, level assert (| the vector).
 pub const ICR_SIPI: u32 = 0x0000_4600;
 
-pub fn read(reg: u64) -> u32 {
-    unsafe { core::ptr::read_volatile((LAPIC.load(Ordering::Relaxed) + reg) as usize as *const u32) }
+/// Where register `reg` is mapped.
+fn at(reg: Reg) -> *mut u32 {
+    (LAPIC.load(Ordering::Relaxed) + reg.0) as usize as *mut u32
 }
 
-pub fn write(reg: u64, v: u32) {
-    unsafe { core::ptr::write_volatile((LAPIC.load(Ordering::Relaxed) + reg) as usize as *mut u32, v) }
+pub fn read(reg: Reg) -> u32 {
+    // SAFETY: LAPIC maps this core's LAPIC page (its initial value standalone, where the boot
+    // page tables identity-map 3-4 GiB uncached; else what `set_base`'s caller guaranteed), and
+    // `reg` is a register inside it: an aligned 32-bit MMIO read, no Rust object there.
+    unsafe { core::ptr::read_volatile(at(reg)) }
+}
+
+pub fn write(reg: Reg, v: u32) {
+    // SAFETY: as in `read`: an aligned 32-bit MMIO write to a register of this core's LAPIC.
+    unsafe { core::ptr::write_volatile(at(reg), v) }
 }
 
 /// Sets the LAPIC's virtual address: standalone `smp` (the MADT's), core 0 of a partitioned VM
 /// (the physical window's), before any other core uses it.
-pub fn set_base(vaddr: u64) {
+///
+/// # Safety
+/// `vaddr` must map the LAPIC page, uncached, for every core that uses the LAPIC from then on
+/// (each core sees its own LAPIC there).
+pub unsafe fn set_base(vaddr: u64) {
     LAPIC.store(vaddr, Ordering::Release);
 }
 

@@ -53,6 +53,8 @@ extern "C" fn hrt_kmain(magic: u32, info_addr: u32) -> ! {
     idt::init();
     serial::init();
     let _ = magic; // checked by _start
+    // SAFETY: `_start` checked the Multiboot2 magic, so EBX (`info_addr`) is the loader's boot
+    // information; the boot page tables identity-map 4 GiB (page 0 aside).
     let Some(info) = (unsafe { Info::new(info_addr as u64, 1 << 32, 0) }) else {
         Line::new()
             .s("hrt: bad multiboot2 boot information at ")

@@ -28,11 +28,16 @@ static SERVING: AtomicU32 = AtomicU32::new(0);
 /// # Safety
 /// Core 0 only, once, before any [`get`] and before it lets the other cores go (`GO`).
 pub unsafe fn set(p: Partition) {
+    // SAFETY: the caller's contract: nobody reads PARTITION yet, and nobody else writes it.
     unsafe { (*core::ptr::addr_of_mut!(PARTITION)).write(p) };
 }
 
 /// The partition description. Only after [`set`] (the other cores: after core 0 let them go).
 pub fn get() -> &'static Partition {
+    // SAFETY: only a partitioned VM's cores call this, after [`set`] initialized PARTITION: core 0
+    // calls `set` before anything that reads the partition, the other cores wait in
+    // `hrt_entry64` until core 0 stored GO after `set`. It is never written again, so a shared
+    // 'static reference is fine.
     unsafe { (*core::ptr::addr_of!(PARTITION)).assume_init_ref() }
 }
 

@@ -56,7 +56,9 @@ extern "C" fn hrt_partitioned_main(info_addr: u64, core: u64, apic: u64) -> ! {
     // No serial::init(): the UART needs no programming under duet, and reprogramming one the
     // ROS might also drive (IER, LCR, FIFO) would disturb it.
     let (info, hvm) = read_boot_information(info_addr);
-    lapic::set_base(pv(lapic::PHYS));
+    // SAFETY: duet maps all guest memory, 3-4 GiB uncached, at PHYS_MAP_BASE (checked in
+    // read_boot_information), so the LAPIC page is there for every core; set before they go.
+    unsafe { lapic::set_base(pv(lapic::PHYS)) };
     print_partition(&hvm, core, apic);
     check_partition(&hvm);
     // duet sends the vector our header tag names; it tells us which one, so serve that one.
@@ -83,6 +85,8 @@ extern "C" fn hrt_partitioned_main(info_addr: u64, core: u64, apic: u64) -> ! {
             Line::new().s("hrt: hvm: command status ").dec(status as u64).s(", serving invokes anyway").print();
         }
     }
+    // SAFETY: ring 0 may use the hypercall port; HRT_READY takes no arguments and makes duet write
+    // no memory.
     match unsafe { client::hypercall(Op::HrtReady, [0; 5]) } {
         Ok(_) => Line::new().s("hrt: hvm: ready").print(),
         Err(e) => Line::new().s("hrt: hvm: HRT_READY failed: ").s(e.name()).print(),
@@ -95,6 +99,9 @@ extern "C" fn hrt_partitioned_main(info_addr: u64, core: u64, apic: u64) -> ! {
 /// physical window; from then on everything goes through the window. Exits (4) on any error.
 fn read_boot_information(info_addr: u64) -> (Info, HvmInfo) {
     let read = |offset: u64| {
+        // SAFETY: `info_addr` is what duet passed in RDI (its boot information, which nobody writes
+        // while the HRT runs); duet maps all guest memory (below INFO_LIMIT) at 0 when the HRT is
+        // entered, and at PHYS_MAP_BASE once the tag said so (the second read).
         let Some(info) = (unsafe { Info::new(info_addr, INFO_LIMIT, offset) }) else {
             Line::new().s("hrt: bad multiboot2 boot information at ").hex(info_addr).print();
             port::exit(4)

@@ -25,14 +25,22 @@ use crate::{canary, commands, cpu, fwd, idt, lapic, merge, port, split, user};
 /// The service loop of one core (contract "Invoke").
 pub fn serve(core: u32) -> ! {
     let base = pv(partition::get().info.comm_page + slot::SIZE * core as u64);
+    // SAFETY: (here and in `write`) `off` is one of the slot's field offsets (8-aligned, < 64),
+    // and the core's slot lies in HRT RAM (core 0 checked that the comm page holds a 64-aligned
+    // slot per core, and a core beyond the count halts before it gets here), mapped by the
+    // window; duet writes the slot too, hence volatile; no Rust object lives there.
     let read = |off: u64| unsafe { read_volatile((base + off) as *const u64) };
+    // SAFETY: see `read`.
     let write = |off: u64, v: u64| unsafe { write_volatile((base + off) as *mut u64, v) };
     loop {
+        // SAFETY: `cli` touches no memory.
         unsafe { asm!("cli", options(nomem, nostack)) };
         let seq = read(slot::SEQ);
         if seq == read(slot::DONE) {
             // Atomic pair: an interrupt that arrives after the check ends the hlt. Not `nostack`:
             // the interrupt frame is pushed on this stack.
+            // SAFETY: as cpu::wait_for_interrupt: the IDT has gates for the vectors duet sends,
+            // whose handlers return with every register preserved.
             unsafe { asm!("sti", "hlt") };
             continue;
         }
@@ -56,6 +64,8 @@ pub fn serve(core: u32) -> ! {
         }
         fwd::invoke_done(core);
         if flags & INVOKE_NOTIFY != 0 {
+            // SAFETY: ring 0 may use the hypercall port; INVOKE_DONE takes the core index and makes
+            // duet write no memory.
             let _ = unsafe { client::hypercall(Op::InvokeDone, [core as u64, 0, 0, 0, 0]) };
         }
     }
@@ -89,6 +99,8 @@ fn complete(core: u32, addr: u64, seq: u64, result: u64) {
             .print();
         return;
     }
+    // SAFETY: the 16 bytes lie 8-aligned in ROS RAM (checked), mapped by the window: the caller's
+    // record, no Rust object.
     unsafe {
         write_volatile(pv(addr + 8) as *mut u64, result);
         fence(Ordering::Release);
@@ -172,6 +184,8 @@ fn ping_pong(addr: u64, sleep: bool) -> u64 {
     let (ping, pong) = (pv(addr) as *const u64, pv(addr + 64) as *mut u64);
     let (mut last, mut rounds) = (0u64, 0u64);
     loop {
+        // SAFETY: ping and pong are 8-aligned words of the 128 bytes of ROS RAM checked above,
+        // mapped by the window; the ROS writes ping meanwhile, hence volatile.
         let v = unsafe { read_volatile(ping) };
         if v == last {
             if sleep {
@@ -185,6 +199,7 @@ fn ping_pong(addr: u64, sleep: bool) -> u64 {
             return rounds;
         }
         fence(Ordering::Release);
+        // SAFETY: see the read of ping.
         unsafe { write_volatile(pong, v) };
         last = v;
         rounds += 1;
@@ -217,7 +232,11 @@ fn channel(addr: u64) -> u64 {
         return u64::MAX;
     }
     let words = pv(addr) as *mut u64;
+    // SAFETY: (here and in `write`) `i` is one of the CHAN_* word indices (< 16) of the 64-aligned
+    // 128 bytes of ROS RAM checked above, mapped by the window; the ROS writes the request line
+    // meanwhile, hence volatile; no Rust object lives there.
     let read = |i: usize| unsafe { read_volatile(words.add(i)) };
+    // SAFETY: see `read`.
     let write = |i: usize, v: u64| unsafe { write_volatile(words.add(i), v) };
     let (mut last, mut served) = (0u64, 0u64);
     loop {
@@ -269,6 +288,7 @@ fn hypercall_bench(addr: u64) -> u64 {
     if !addr.is_multiple_of(8) || !in_ros_ram(addr, 8) {
         return u64::MAX;
     }
+    // SAFETY: 8 bytes, 8-aligned, of ROS RAM (checked), mapped by the window.
     let n = unsafe { read_volatile(pv(addr) as *const u64) };
     if !(1..=HCALL_BENCH_MAX).contains(&n) || !in_ros_ram(addr, 8 * (1 + n)) {
         return u64::MAX;
@@ -276,11 +296,15 @@ fn hypercall_bench(addr: u64) -> u64 {
     let samples = pv(addr + 8) as *mut u64;
     for i in 0..n {
         let t0 = rdtsc_fenced();
+        // SAFETY: ring 0 may use the hypercall port; VERSION takes no arguments and makes duet write
+        // no memory.
         let r = unsafe { client::hypercall(Op::Version, [0; 5]) };
         let t1 = rdtsc_fenced();
         if r.is_err() {
             return i;
         }
+        // SAFETY: word i < n after `n`: the 8 + 8·n bytes lie 8-aligned in one ROS RAM range
+        // (checked), mapped by the window.
         unsafe { write_volatile(samples.add(i as usize), t1.wrapping_sub(t0)) };
     }
     fence(Ordering::Release);

@@ -37,7 +37,9 @@ pub fn run(info: &Info) -> u32 {
     if !trampoline_page_free(info) {
         return 1;
     }
-    lapic::set_base(madt.lapic);
+    // SAFETY: standalone, the MADT's LAPIC address (checked: page-aligned, below 4 GiB - 4 KiB) is
+    // identity-mapped by the boot page tables, uncached from 3 GiB, where the LAPIC lives.
+    unsafe { lapic::set_base(madt.lapic) };
     lapic::enable();
     let bsp = lapic::apic_id();
     let cpus = madt.ids.get(..madt.count).unwrap_or(&[]);
@@ -105,6 +107,9 @@ fn trampoline_page_free(info: &Info) -> bool {
 
 /// Copies the AP trampoline (boot.rs) to [`TRAMPOLINE_ADDR`].
 fn copy_trampoline() {
+    // SAFETY: the symbols bound the trampoline's bytes (.rodata, well under 4 KiB); its page
+    // 0x8000-0x8fff is identity-mapped (standalone), holds no Rust object (the kernel starts at
+    // 2 MiB) and, as `run` checked first, neither the boot information nor a module.
     unsafe {
         let start = &hrt_trampoline_start as *const u8;
         let len = (&hrt_trampoline_end as *const u8 as usize) - start as usize;

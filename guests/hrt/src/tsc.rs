@@ -4,6 +4,7 @@ use core::arch::asm;
 use core::arch::x86_64::__cpuid;
 
 pub fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` only reads the counter (allowed at CPL0 whatever CR4.TSD says).
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
@@ -12,6 +13,7 @@ pub fn rdtsc() -> u64 {
 #[inline(always)]
 pub fn rdtsc_fenced() -> u64 {
     let (lo, hi): (u32, u32);
+    // SAFETY: `lfence` orders instructions and `rdtsc` reads the counter: no memory is accessed.
     unsafe { asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack, preserves_flags)) };
     ((hi as u64) << 32) | lo as u64
 }
