@@ -22,7 +22,8 @@ pub const TRIPLE_FAULT: u64 = 5;
 pub const HANG: u64 = 6;
 /// Returns the core's APIC ID (from its LAPIC).
 pub const APIC_ID: u64 = 7;
-/// Cache-line ping-pong with the ROS on the line at guest-physical `arg`, spinning.
+/// Cache-line ping-pong with the ROS, spinning: `arg` = guest-physical address of 128 bytes of ROS
+/// RAM, ping at +0 and pong at +64 (two cache lines); returns the rounds played.
 pub const PING_PONG: u64 = 8;
 /// Returns the TSC.
 pub const RDTSC: u64 = 9;
@@ -37,7 +38,7 @@ pub const READ_USER: u64 = 12;
 /// Complements the u64 at virtual address `arg` and returns the new value; [`NOT_MAPPED`] when it is
 /// not mapped writable.
 pub const FLIP_USER: u64 = 13;
-/// Forwards `getpid` `arg` times over the core's channel; returns the pid.
+/// Forwards `getpid` `arg` times (0: 1000) over the core's channel; returns the pid.
 pub const FWD_GETPID: u64 = 14;
 /// Attaches the core's forwarding channel at virtual address `arg` of the merged process.
 pub const FWD_ATTACH: u64 = 15;
@@ -45,7 +46,8 @@ pub const FWD_ATTACH: u64 = 15;
 pub const FWD_DETACH: u64 = 16;
 /// Split execution: runs the ROS function described at virtual address `arg` at CPL3 on the core.
 pub const SPLIT: u64 = 17;
-/// Forwarding stress: the request count and file descriptors at `arg` (docs/forwarding.md §7).
+/// Forwarding stress: `arg` = (fd + 1) << 32 | n, n pipelined forwarded calls (`lseek` on fd, or
+/// with fd + 1 = 0 the echo pseudo-call), each answer checked; returns n (docs/forwarding.md §7).
 pub const FWD_STRESS: u64 = 18;
 /// Corrupts the core's channel on purpose (the proxy must fail that channel, nothing else).
 pub const FWD_CORRUPT: u64 = 19;

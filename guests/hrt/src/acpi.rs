@@ -14,14 +14,20 @@ pub struct Madt {
 }
 
 /// A system description table at physical `addr`, if mapped, sane and its checksum is right.
+/// Standalone only: physical memory is read through the boot page tables' identity map of 4 GiB
+/// (page 0 not mapped), and firmware tables are not written while the kernel runs.
 fn table(addr: u64) -> Option<&'static [u8]> {
     if addr < 0x1000 || addr.checked_add(36)? > 1 << 32 {
         return None;
     }
+    // SAFETY: [addr, addr + 36) lies in the identity-mapped 4 GiB above page 0 (checked), no Rust
+    // object there is written meanwhile; read_unaligned needs no alignment.
     let len = unsafe { core::ptr::read_unaligned((addr + 4) as usize as *const u32) } as u64;
     if !(36..=1 << 20).contains(&len) || addr + len > 1 << 32 {
         return None;
     }
+    // SAFETY: [addr, addr + len) lies in the identity-mapped 4 GiB above page 0 (checked); firmware
+    // tables are not written while the kernel runs, so a shared 'static slice is fine.
     let t = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len as usize) };
     if checksum(t) != 0 {
         return None;

@@ -18,7 +18,7 @@ pub const KERNEL_VBASE: u64 = 0xFFFF_FFFF_8000_0000;
 /// Where the HVM tag asks duet to map all guest-physical memory a second time (the tag's
 /// phys_map_base): physical address x is virtual PHYS_MAP_BASE + x. In a partitioned VM the kernel
 /// reaches every physical address through this window, never through duet's identity map, whose
-/// PML4 entries 0-255 an address-space merge replaces (src/hvm.rs). 1 GiB aligned, the first
+/// PML4 entries 0-255 an address-space merge replaces (src/partitioned.rs). 1 GiB aligned, the first
 /// address of the canonical upper half: far below the kernel window (KERNEL_VBASE).
 pub const PHYS_MAP_BASE: u64 = 0xFFFF_8000_0000_0000;
 /// The interrupt vector duet sends an HRT core when it posts an invoke (the HVM tag's wake_vector).
@@ -175,12 +175,12 @@ hrt_halt:
     hlt
     jmp hrt_halt
 
-// The 64-bit entry of a partitioned VM (the HVM tag's entry64; docs in src/hvm.rs). Every HRT
-// core starts here at once on duet's page tables: RDI = RBX = boot information (physical,
+// The 64-bit entry of a partitioned VM (the HVM tag's entry64; docs in src/partitioned.rs). Every
+// HRT core starts here at once on duet's page tables: RDI = RBX = boot information (physical,
 // identity-mapped), RSI = core index, RDX = APIC ID, RSP = 0, IF = 0, IDT limit 0. Core 0 takes
-// the BSP stack and runs hrt_hvm_main. The others wait (no stack yet) until core 0 has set up
-// the IDT and the partition description (hrt_hvm_go), then take application-processor stack
-// index - 1 and run hrt_hvm_core; a core index without a stack halts.
+// the BSP stack and runs hrt_partitioned_main. The others wait (no stack yet) until core 0 has set
+// up the IDT and the partition description (hrt_partitioned_go), then take application-processor
+// stack index - 1 and run hrt_partitioned_core; a core index without a stack halts.
     .global hrt_entry64
 hrt_entry64:
     cli
@@ -190,14 +190,14 @@ hrt_entry64:
     mov $2, %eax
     out %eax, $0xf8                 /* debug port mark 2: the kernel's first instruction */
     lea hrt_bsp_stack_top(%rip), %rsp
-    call hrt_hvm_main               /* (info, core 0, apic id): RDI, RSI, RDX as entered */
+    call hrt_partitioned_main       /* (info, core 0, apic id): RDI, RSI, RDX as entered */
     jmp hrt_halt
 
 hrt_entry64_other:
     cmp ${max_aps}, %rsi
     ja hrt_halt
 1:  pause
-    cmpl $0, hrt_hvm_go(%rip)
+    cmpl $0, hrt_partitioned_go(%rip)
     je 1b
     mov %rsi, %rax
     imul ${ap_stack}, %rax, %rax
@@ -205,7 +205,7 @@ hrt_entry64_other:
     add %rax, %rsp                  /* top of stack index - 1 */
     mov %esi, %edi                  /* first argument: core index */
     mov %edx, %esi                  /* second argument: APIC ID */
-    call hrt_hvm_core
+    call hrt_partitioned_core
     jmp hrt_halt
     "#,
     max_aps = const MAX_APS,
@@ -357,8 +357,8 @@ hrt_exc_common:
     iretq
 
 // The invoke wake-up interrupt (partitioned VM): it only has to end `sti; hlt` in the service
-// loop (src/hvm.rs), so it sends the LAPIC an EOI and returns. The LAPIC's virtual address is
-// hrt_lapic (src/smp.rs): in a partitioned VM the LAPIC page in the physical window, since the
+// loop (src/service.rs), so it sends the LAPIC an EOI and returns. The LAPIC's virtual address is
+// hrt_lapic (src/lapic.rs): in a partitioned VM the LAPIC page in the physical window, since the
 // identity map may be gone (address-space merge).
     .balign 16, 0x90
     .global hrt_wake_isr

@@ -1,19 +1,19 @@
 //! Syscall forwarding on the HRT side (docs/forwarding.md): one channel (`forwarder`) per
 //! core, in the merged process's memory, attached by invoke function 15; [`forward`] submits a
 //! call and waits for the proxy's answer the way the channel's mode says; the invoke functions
-//! that use it (14 getpid, 17 split execution, 18 stress, 19 corruption on purpose).
+//! that use it (14 getpid, 15 attach, 16 detach, 18 stress, 19 corruption on purpose, 22 timed;
+//! split execution, 17, which forwards its system calls and page faults here, is split.rs).
 //!
 //! Each core touches only its own entry of the per-core state, from its invoke functions and its
 //! traps, so no lock is needed.
 
-use forwarder::layout::{self, SplitCall, MODE_ADAPTIVE, MODE_POLL, SPLIT_NO_CHANNEL};
+use forwarder::layout::{self, MODE_ADAPTIVE, MODE_POLL};
 use forwarder::{Channel, Producer};
 
 use crate::boot::MAX_APS;
-use crate::hvm::partition;
 use crate::merge::{self, user_read_u64, user_region_mapped, user_write_u64};
-use crate::smp::{rdtsc, tsc_per_ms};
-use crate::{port, user};
+use crate::tsc::{rdtsc, rdtsc_fenced, tsc_per_ms};
+use crate::{cpu, partition, port};
 
 const CORES: usize = MAX_APS + 1;
 /// How long a poll-mode call waits for the proxy before the channel is given up (milliseconds).
@@ -26,7 +26,7 @@ const SYS_GETPID: u32 = 39;
 const SYS_LSEEK: u32 = 8;
 
 /// Function 14's and 18's errors (and 15's): a page of the channel is not mapped writable to ROS RAM ...
-pub const FORWARD_NOT_MAPPED: u64 = u64::MAX - 1;
+pub const FORWARD_NOT_MAPPED: u64 = abi::func::NOT_MAPPED;
 /// ... the channel region was refused (header, counters, mode) ...
 pub const FORWARD_ATTACH_FAILED: u64 = u64::MAX - 2;
 /// ... the proxy did not answer in time ...
@@ -72,7 +72,7 @@ fn state(core: u32) -> Option<&'static mut CoreFwd> {
 }
 
 fn tsc_khz() -> u64 {
-    match partition().info.tsc_khz {
+    match partition::get().info.tsc_khz {
         0 => tsc_per_ms(),
         khz => khz,
     }
@@ -81,11 +81,6 @@ fn tsc_khz() -> u64 {
 /// Rings the ROS doorbell for `core` (duet puts the index into the ROS's doorbell UART).
 fn ring_ros(core: u32) {
     port::outl(abi::ROS_DOORBELL_PORT, core);
-}
-
-/// Waits for the next interrupt (the HRT doorbell) with interrupts on, then turns them off again.
-fn sleep() {
-    unsafe { core::arch::asm!("sti", "hlt", "cli") };
 }
 
 /// Forwards `nr(args)` on `core`'s channel and waits for the answer (poll: spin; notify: sleep at
@@ -146,7 +141,8 @@ impl Waiter {
         p.set_sleeping(true);
         // One more look after the flag is visible: the proxy completes, fences, then reads it.
         if !p.response_ready() {
-            sleep();
+            // The HRT doorbell.
+            cpu::wait_for_interrupt();
         }
         p.set_sleeping(false);
         Ok(())
@@ -222,6 +218,11 @@ pub fn attach(core: u32, va: u64) -> u64 {
         generation: merge::generation(),
     };
     0
+}
+
+/// Whether `core` has a channel attached under the current merge.
+pub fn attached(core: u32) -> bool {
+    state(core).is_some_and(|st| st.producer.is_some() && st.generation == merge::generation())
 }
 
 /// Function 16, detach. Returns 0.
@@ -393,9 +394,9 @@ pub fn timed(core: u32, va: u64) -> u64 {
             }
         }
         let args = if echo { [i, u64::from(core), 0, 0, 0, 0] } else { args };
-        let t0 = fenced_tsc();
+        let t0 = rdtsc_fenced();
         let r = forward(core, nr as u32, args);
-        let t1 = fenced_tsc();
+        let t1 = rdtsc_fenced();
         match r {
             Ok(r) if echo && r as u64 != layout::echo_answer(i, u64::from(core)) => return FORWARD_RESULTS_DIFFER,
             Ok(r) if !echo && r < 0 => return FORWARD_CALL_FAILED,
@@ -412,14 +413,6 @@ pub fn timed(core: u32, va: u64) -> u64 {
     n
 }
 
-/// `lfence; rdtsc; lfence` (fences are emulated on PVM, unlike `rdtscp`).
-fn fenced_tsc() -> u64 {
-    unsafe { core::arch::x86_64::_mm_lfence() };
-    let t = rdtsc();
-    unsafe { core::arch::x86_64::_mm_lfence() };
-    t
-}
-
 /// Function 19, corrupt on purpose: writes a request whose sequence number is neither the next
 /// one nor its slot's previous one into the next request slot, then detaches. The proxy must
 /// detect it and fail the channel. Returns 0, or [`FORWARD_NO_CHANNEL`].
@@ -434,35 +427,4 @@ pub fn corrupt(core: u32) -> u64 {
         return FORWARD_NOT_MAPPED;
     }
     0
-}
-
-/// Function 17, split execution: `va` = a [`SplitCall`] in merged memory. Runs `entry(arg)` at
-/// CPL3 on this core (user.rs) and writes the outputs into the record. Returns the status.
-pub fn split(core: u32, va: u64) -> u64 {
-    let words = core::mem::size_of::<SplitCall>() as u64 / 8;
-    if !va.is_multiple_of(64) || !user_region_mapped(va, words * 8) {
-        return FORWARD_NOT_MAPPED;
-    }
-    let mut input = [0u64; 4];
-    for (i, w) in input.iter_mut().enumerate() {
-        *w = user_read_u64(va + 8 * i as u64).unwrap_or(0);
-    }
-    let [entry, arg, stack, fs_base] = input;
-    let attached = state(core).is_some_and(|st| st.producer.is_some() && st.generation == merge::generation());
-    let out = if !attached {
-        user::Outcome { status: SPLIT_NO_CHANNEL, result: 0, syscalls: 0, page_faults: 0 }
-    } else if entry >= 1 << 47 || stack >= 1 << 47 || fs_base >= 1 << 47 {
-        user::Outcome { status: forwarder::layout::SPLIT_EXCEPTION + 13, result: entry, syscalls: 0, page_faults: 0 }
-    } else {
-        // The process may have changed its own mappings since this core last looked (its own
-        // mmap/munmap/brk, not forwarded from here): drop this core's cached translations first.
-        merge::resync();
-        merge::touch_tables();
-        merge::flush_tlb();
-        user::run(core, entry, arg, stack, fs_base)
-    };
-    for (i, v) in [out.result, out.status, out.syscalls, out.page_faults].into_iter().enumerate() {
-        user_write_u64(va + 32 + 8 * i as u64, v);
-    }
-    out.status
 }

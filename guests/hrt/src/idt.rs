@@ -6,7 +6,7 @@ use core::arch::asm;
 
 use crate::boot::SPURIOUS_VECTOR;
 use crate::out::Line;
-use crate::port;
+use crate::{cpu, port};
 
 extern "C" {
     /// 32 entry stubs, 16 bytes apart (boot.rs).
@@ -32,6 +32,9 @@ struct Pointer {
 /// Points gate `vector` at `addr`: present, DPL 0, 64-bit interrupt gate (IF cleared), selector
 /// 0x08 (the same in the kernel's GDT and in duet's), IST 0.
 fn set_gate(vector: usize, addr: u64) {
+    // SAFETY: only the bootstrap processor (core 0) fills gates, at boot ([`init`]; in a
+    // partitioned VM also [`init_interrupts`]) while no other core runs kernel code, and nothing
+    // else references IDT (`load` takes its address): this reference is the only one.
     let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
     let low = (addr & 0xffff) | (0x08 << 16) | (0x8E00u64 << 32) | (((addr >> 16) & 0xffff) << 48);
     if let Some(e) = idt.0.get_mut(2 * vector) {
@@ -44,7 +47,7 @@ fn set_gate(vector: usize, addr: u64) {
 
 /// Fills the exception gates (bootstrap processor, once) and loads the IDT.
 pub fn init() {
-    let stubs = unsafe { &hrt_exc_stubs as *const u8 as u64 };
+    let stubs = core::ptr::addr_of!(hrt_exc_stubs) as u64;
     let mut v = 0;
     while v < 32 {
         set_gate(v, stubs + 16 * v as u64);
@@ -56,8 +59,8 @@ pub fn init() {
 /// Adds the interrupt gates of a partitioned VM: `wake` (the invoke wake-up vector) and the
 /// spurious vector. Core 0, before it lets the other cores go.
 pub fn init_interrupts(wake: u32) {
-    set_gate(wake as usize, unsafe { &hrt_wake_isr as *const u8 as u64 });
-    set_gate(SPURIOUS_VECTOR as usize, unsafe { &hrt_spurious_isr as *const u8 as u64 });
+    set_gate(wake as usize, core::ptr::addr_of!(hrt_wake_isr) as u64);
+    set_gate(SPURIOUS_VECTOR as usize, core::ptr::addr_of!(hrt_spurious_isr) as u64);
 }
 
 /// Loads the IDT on this CPU (application processors call this alone).
@@ -66,6 +69,8 @@ pub fn load() {
         limit: (256 * 16 - 1) as u16,
         base: core::ptr::addr_of!(IDT) as u64,
     };
+    // SAFETY: IDT is a 'static table whose present gates point at boot.rs's entry stubs (64-bit
+    // interrupt gates, kernel code selector); `lidt` only reads the pointer.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }
 }
 
@@ -73,6 +78,8 @@ pub fn load() {
 /// triple-faults (invoke function 5).
 pub fn triple_fault() -> ! {
     let ptr = Pointer { limit: 0, base: 0 };
+    // SAFETY: ends the VM on purpose: with an empty IDT the #UD cannot be delivered, nor the double
+    // fault that follows, so the core shuts down (a triple fault) and nothing after it runs.
     unsafe {
         asm!("lidt [{}]", "ud2", in(reg) &ptr, options(noreturn, nostack));
     }
@@ -112,6 +119,8 @@ fn name(vector: u64) -> &'static str {
 /// [`crate::user::trap`], which may return (resume); from ring 0 to [`exception`], which does not.
 #[no_mangle]
 extern "C" fn hrt_trap(frame: *mut crate::user::TrapFrame) {
+    // SAFETY: `hrt_exc_common` passes its RSP after pushing the registers: a whole TrapFrame on the
+    // trap's stack, aligned, which only this call uses until it returns (and the stub pops it).
     let f = unsafe { &mut *frame };
     if f.cs & 3 == 3 {
         crate::user::trap(f);
@@ -120,14 +129,13 @@ extern "C" fn hrt_trap(frame: *mut crate::user::TrapFrame) {
     if crate::user::kernel_fault(f) {
         return;
     }
-    exception(core::ptr::addr_of!(f.vector))
+    exception(f)
 }
 
-/// Reports an exception in ring 0 from [vector, error, rip, cs, rflags, rsp, ss] and ends the VM.
-fn exception(frame: *const u64) -> ! {
-    let (vector, error, rip) = unsafe { (*frame, *frame.add(1), *frame.add(2)) };
-    let cr2: u64;
-    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+/// Reports an exception in ring 0 from its frame's vector, error code and RIP and ends the VM.
+fn exception(frame: &crate::user::TrapFrame) -> ! {
+    let (vector, error, rip) = (frame.vector, frame.error, frame.rip);
+    let cr2 = cpu::cr2();
     Line::forced()
         .s("hrt: exception ")
         .s(name(vector))

@@ -54,23 +54,25 @@ impl Info {
     /// 4 GiB standalone; a partitioned VM maps all guest memory).
     ///
     /// # Safety
-    /// `addr` must be what the loader passed in EBX, and `[phys_offset, phys_offset + limit)` must
-    /// map physical memory from 0.
+    /// `addr` must be what the loader passed in EBX (nobody writes the boot information while the
+    /// kernel runs), and `[phys_offset, phys_offset + limit)` must map physical memory from 0 (page
+    /// 0 aside) for as long as the `Info` is used.
     pub unsafe fn new(addr: u64, limit: u64, phys_offset: u64) -> Option<Info> {
         // 8-aligned, not in the unmapped page 0.
         if addr & 7 != 0 || addr < 0x1000 || addr.checked_add(16)? > limit {
             return None;
         }
         let virt = phys_offset.checked_add(addr)?;
-        let total = core::ptr::read_volatile(virt as usize as *const u32);
+        // SAFETY: the caller's contract maps [addr, addr + 16) (checked below `limit`, not page 0)
+        // at `virt`; 8-aligned, so an aligned u32.
+        let total = unsafe { core::ptr::read_volatile(virt as usize as *const u32) };
         if !(16..=MAX_SIZE).contains(&total) || addr.checked_add(total as u64)? > limit {
             return None;
         }
-        Some(Info {
-            addr,
-            phys_offset,
-            bytes: core::slice::from_raw_parts(virt as usize as *const u8, total as usize),
-        })
+        // SAFETY: [addr, addr + total) lies below `limit` (checked), so the caller's contract maps
+        // it at `virt` and nobody writes it: a shared slice for the kernel's lifetime.
+        let bytes = unsafe { core::slice::from_raw_parts(virt as usize as *const u8, total as usize) };
+        Some(Info { addr, phys_offset, bytes })
     }
 
     pub fn size(&self) -> usize {

@@ -1,12 +1,23 @@
 //! Address-space merge (docs/hypercalls.md §6): the HRT adopts a ROS process's PML4 entries 0-255
 //! in the one PML4 all HRT cores share, re-syncs them when the process grows a new top-level
 //! entry, and walks them in software (never a fault) when the kernel reads or writes user memory.
+//!
+//! Why changing the lower half is sound: the kernel's code, data and stacks, the physical window
+//! and the LAPIC all lie in the upper half, which a merge leaves alone; only user pointers use the
+//! lower half (a forwarding channel, split execution's CPL3 code), and those run under
+//! `user::guarded` or at CPL3, where a fault is handled, not fatal. Every table and word the kernel
+//! reads or writes here is reached through the physical window after a check that it lies in RAM
+//! (ROS RAM for the process's), 8-aligned: memory of the ROS or of duet's page tables, never a
+//! Rust object, accessed volatile because the ROS may change it at any time.
 
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::hvm::{in_ram, in_ros_ram, pv, NOT_MAPPED};
+use abi::func::NOT_MAPPED;
+
+use crate::cpu::{self, cr3};
+use crate::partition::{in_ram, in_ros_ram, pv};
 
 
 const PRESENT: u64 = 1;
@@ -38,14 +49,9 @@ pub fn generation() -> u32 {
     GENERATION.load(Ordering::Acquire)
 }
 
-fn cr3() -> u64 {
-    let v: u64;
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 /// Reloads CR3: flushes this core's TLB (duet's tables have no global pages).
 pub fn flush_tlb() {
+    // SAFETY: reloading CR3 with its own value only drops this core's (non-global) TLB entries.
     unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
 }
 
@@ -57,7 +63,7 @@ pub fn flush_range(va: u64, len: u64) {
     flush_tlb();
     let mut page = va & !0xfff;
     while page < va.saturating_add(len) {
-        unsafe { asm!("invlpg [{}]", in(reg) page, options(nostack, preserves_flags)) };
+        cpu::invlpg(page);
         page += 4096;
     }
 }
@@ -84,6 +90,7 @@ pub fn touch_tables() -> usize {
     };
     let pml4 = own_pml4();
     for i in 0..LOWER_ENTRIES {
+        // SAFETY: entry i < 256 of this core's PML4, which the window maps (module docs).
         let e4 = unsafe { read_volatile(pml4.add(i)) };
         let pdpt = e4 & ADDR_MASK;
         if e4 & PRESENT == 0 || !in_ros_ram(pdpt, 4096) || visited >= MAX_TABLE_PAGES {
@@ -91,6 +98,7 @@ pub fn touch_tables() -> usize {
         }
         touch(pdpt, &mut visited);
         for j in 0..512 {
+            // SAFETY: entry j < 512 of a page-aligned table in ROS RAM (checked), in the window.
             let e3 = unsafe { read_volatile((pv(pdpt) as *const u64).add(j)) };
             let pd = e3 & ADDR_MASK;
             if e3 & PRESENT == 0 || e3 & HUGE != 0 || !in_ros_ram(pd, 4096) || visited >= MAX_TABLE_PAGES {
@@ -98,6 +106,7 @@ pub fn touch_tables() -> usize {
             }
             touch(pd, &mut visited);
             for k in 0..512 {
+                // SAFETY: entry k < 512 of a page-aligned table in ROS RAM (checked), in the window.
                 let e2 = unsafe { read_volatile((pv(pd) as *const u64).add(k)) };
                 let pt = e2 & ADDR_MASK;
                 if e2 & PRESENT == 0 || e2 & HUGE != 0 || !in_ros_ram(pt, 4096) || visited >= MAX_TABLE_PAGES {
@@ -131,6 +140,9 @@ pub fn merge(root: u64) -> u64 {
     if !root.is_multiple_of(4096) || !in_ros_ram(root, 4096) {
         return u64::MAX;
     }
+    // SAFETY: under MERGE_LOCK, the only writer of SAVED and of the shared PML4's entries 0-255.
+    // The PML4 (duet's, in HRT RAM) and the root (page-aligned in ROS RAM, checked) are 512-entry
+    // tables in the window, SAVED holds 256 words; replacing the lower half is sound (module docs).
     locked(|| unsafe {
         let pml4 = own_pml4();
         if SAVED_VALID.load(Ordering::Relaxed) == 0 {
@@ -149,6 +161,8 @@ pub fn merge(root: u64) -> u64 {
 /// [`FUNC_UNMERGE`]: puts duet's entries 0-255 back (if a merge saved them) and flushes this
 /// core's TLB. Returns 0.
 pub fn unmerge() -> u64 {
+    // SAFETY: under MERGE_LOCK, as in `merge`: SAVED (valid once a merge filled it) goes back into
+    // entries 0-255 of this core's PML4, in the window.
     locked(|| unsafe {
         if SAVED_VALID.load(Ordering::Relaxed) != 0 {
             core::ptr::copy_nonoverlapping(core::ptr::addr_of!(SAVED) as *const u64, own_pml4(), LOWER_ENTRIES);
@@ -174,6 +188,7 @@ pub fn walk(va: u64, write: bool) -> Option<u64> {
         if !in_ram(table, 4096) {
             return None;
         }
+        // SAFETY: entry < 512 of a page-aligned table in RAM (checked just above), in the window.
         let e = unsafe { read_volatile((pv(table) as *const u64).add(((va >> shift) & 511) as usize)) };
         if e & PRESENT == 0 || (write && e & WRITABLE == 0) {
             return None;
@@ -194,6 +209,8 @@ pub fn walk(va: u64, write: bool) -> Option<u64> {
 pub fn flip(va: u64) -> u64 {
     let Some(pa) = walk(va, true) else { return NOT_MAPPED };
     let word = pv(pa) as *mut u64;
+    // SAFETY: `walk` found an 8-aligned word of ROS RAM, mapped writable for the process; the
+    // window maps it, and it is the process's memory (module docs).
     unsafe {
         let new = !read_volatile(word);
         write_volatile(word, new);
@@ -213,6 +230,9 @@ pub fn resync() -> bool {
         let (ours, theirs) = (own_pml4(), pv(root) as *const u64);
         let mut changed = false;
         for i in 0..LOWER_ENTRIES {
+            // SAFETY: under MERGE_LOCK; entry i < 256 of this core's PML4 and of the merged root
+            // (page-aligned ROS RAM, checked at the merge), both in the window; replacing a lower
+            // half entry is sound (module docs).
             unsafe {
                 let e = read_volatile(theirs.add(i));
                 if read_volatile(ours.add(i)) != e {
@@ -246,6 +266,7 @@ pub fn user_region_mapped(va: u64, len: u64) -> bool {
 pub fn user_write_u64(va: u64, v: u64) -> bool {
     match walk(va, true) {
         Some(pa) => {
+            // SAFETY: `walk` found an 8-aligned word of ROS RAM, mapped writable (module docs).
             unsafe { write_volatile(pv(pa) as *mut u64, v) };
             true
         }
@@ -255,5 +276,6 @@ pub fn user_write_u64(va: u64, v: u64) -> bool {
 
 /// Reads the user word at `va` (8-aligned, mapped) through the physical window.
 pub fn user_read_u64(va: u64) -> Option<u64> {
+    // SAFETY: `walk` found an 8-aligned word of ROS RAM, mapped for the process (module docs).
     walk(va, false).map(|pa| unsafe { read_volatile(pv(pa) as *const u64) })
 }

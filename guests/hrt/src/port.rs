@@ -1,6 +1,12 @@
 //! Port I/O and duet's debug port (docs/debug-port.md): marks and the exit.
+//!
+//! Port I/O touches no memory (`nomem`). The ports the kernel uses are COM1, duet's debug port,
+//! hypercall port and doorbells: none of them makes a device write guest memory, so an access to
+//! them cannot break what Rust assumes about memory.
 
 use core::arch::asm;
+
+use crate::cpu;
 
 /// duet's debug port: a 1-4 byte write ends the VM with that status.
 pub const DEBUG_EXIT: u16 = 0xf4;
@@ -9,6 +15,7 @@ pub const DEBUG_MARK: u16 = 0xf8;
 
 #[inline(always)]
 pub fn outb(port: u16, v: u8) {
+    // SAFETY: port I/O at CPL0, no memory touched (module docs).
     unsafe {
         asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
     }
@@ -17,6 +24,7 @@ pub fn outb(port: u16, v: u8) {
 #[inline(always)]
 pub fn inb(port: u16) -> u8 {
     let v: u8;
+    // SAFETY: port I/O at CPL0, no memory touched (module docs).
     unsafe {
         asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
     }
@@ -25,6 +33,7 @@ pub fn inb(port: u16) -> u8 {
 
 #[inline(always)]
 pub fn outl(port: u16, v: u32) {
+    // SAFETY: port I/O at CPL0, no memory touched (module docs).
     unsafe {
         asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
     }
@@ -38,7 +47,5 @@ pub fn mark(code: u32) {
 /// Ends the VM with `status` through the debug port; halts if nobody listens.
 pub fn exit(status: u32) -> ! {
     outl(DEBUG_EXIT, status);
-    loop {
-        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
-    }
+    cpu::halt()
 }

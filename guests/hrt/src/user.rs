@@ -24,8 +24,9 @@ use core::ptr::addr_of_mut;
 use forwarder::layout::{PSEUDO_PAGE_FAULT, SPLIT_EXCEPTION, SPLIT_EXITED, SPLIT_OK, SPLIT_RETURN, SPLIT_SEGFAULT};
 
 use crate::boot::MAX_APS;
+use crate::cpu::{cr2, invlpg, rdmsr, wrmsr};
 use crate::out::Line;
-use crate::{fwd, merge};
+use crate::{fwd, merge, port};
 
 /// Cores with a TSS and a trap stack.
 const CORES: usize = MAX_APS + 1;
@@ -287,23 +288,9 @@ hrt_leave_user:
     options(att_syntax)
 );
 
-fn wrmsr(msr: u32, v: u64) {
-    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nomem, nostack, preserves_flags)) }
-}
-
-fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-fn cr2() -> u64 {
-    let v: u64;
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
+/// Core `core`'s block (`core` < [`CORES`]).
 fn block(core: usize) -> *mut CoreBlock {
+    // SAFETY: only a raw pointer is formed (no reference), to an element the index bounds-checks.
     unsafe { addr_of_mut!(TRAP_STACKS[core].block) }
 }
 
@@ -321,6 +308,13 @@ pub fn init_core(core: u32) {
     if core >= CORES {
         return;
     }
+    // SAFETY: every core calls this once, for its own index, so it alone writes its block, its TSS
+    // and its GDT descriptor (through raw pointers; GDT entries 0-5 are never written), while the
+    // CPU reads only its own. The descriptor is a valid 64-bit TSS of 104 bytes; the new GDT has
+    // the kernel selectors 0x08/0x10 that are loaded now (duet's have the same), so the running
+    // segments stay valid; `ltr` loads this core's TSS. The MSRs (cpu::wrmsr's contract): STAR's
+    // selector bases match the GDT, LSTAR is `hrt_syscall_entry`, SFMASK clears IF, DF, TF, AC
+    // and NT on entry, KERNEL_GS_BASE is the block `hrt_syscall_entry` and `kernel_fault` expect.
     unsafe {
         let b = block(core);
         (*b).rsp0 = b as u64;
@@ -360,6 +354,12 @@ pub struct Outcome {
 /// ends (module docs). Interrupts are on while it runs.
 pub fn run(core: u32, entry: u64, arg: u64, stack: u64, fs_base: u64) -> Outcome {
     let b = block(core as usize);
+    // SAFETY: `b` is this core's block, which only this core uses (its traps run on its own trap
+    // stack), through raw pointers. FS_BASE and GS_BASE are free (cpu::wrmsr). `hrt_enter_user`
+    // saves the callee-saved registers and RSP in the block and enters CPL3 at `entry`, where the
+    // code reaches only the merged lower half (duet maps the upper half supervisor-only); it
+    // comes back only through `hrt_leave_user` (from `trap`, on this core), which restores them and
+    // returns the status: to Rust, an ordinary call.
     unsafe {
         (*b).status = SPLIT_OK;
         (*b).result = 0;
@@ -376,6 +376,9 @@ pub fn run(core: u32, entry: u64, arg: u64, stack: u64, fs_base: u64) -> Outcome
 
 /// Ends the current execution: [`run`] returns `status` and `result`.
 fn leave(b: *mut CoreBlock, status: u64, result: u64) -> ! {
+    // SAFETY: `b` is this core's block (checked in `trap`), while `run` waits in
+    // `hrt_enter_user`: `hrt_leave_user` returns from that call with the registers it saved,
+    // abandoning the trap's frames (plain data: nothing there needs dropping).
     unsafe {
         (*b).status = status;
         (*b).result = result;
@@ -386,12 +389,16 @@ fn leave(b: *mut CoreBlock, status: u64, result: u64) -> ! {
 /// Every trap from CPL3 (boot.rs `hrt_exc_common` → `hrt_trap`), on the core's trap stack, whose
 /// block lies right above the frame. Returns to resume the user code.
 pub fn trap(frame: &mut TrapFrame) {
+    // SAFETY: a trap from CPL3 switches to the TSS's RSP0, the address of the core's block, and the
+    // frame (22 words, with the stubs' and `hrt_exc_common`'s pushes; `hrt_syscall_entry` builds
+    // the same) ends right there: one frame past it is the block, in the same TrapStack.
     let b = unsafe { (frame as *mut TrapFrame).add(1) as *mut CoreBlock };
     // The block must be the one this frame's stack belongs to; anything else is a kernel bug.
+    // SAFETY: `b` is a block (above); only its own core touches it, through raw pointers.
     let core = unsafe { (*b).core } as usize;
     if core >= CORES || block(core) != b {
         Line::forced().s("hrt: user trap on an unknown stack, vector ").dec(frame.vector).print();
-        crate::port::exit(0x80 + (frame.vector as u32 & 0x1f));
+        port::exit(0x80 + (frame.vector as u32 & 0x1f));
     }
     let entry = core::ptr::addr_of!(hrt_syscall_entry) as u64;
     match frame.vector {
@@ -411,6 +418,7 @@ pub fn trap(frame: &mut TrapFrame) {
 }
 
 fn syscall(b: *mut CoreBlock, frame: &mut TrapFrame) {
+    // SAFETY: `b` is this core's block (checked in `trap`); only this core touches it.
     let core = unsafe {
         (*b).syscalls += 1;
         (*b).core as u32
@@ -444,7 +452,8 @@ fn syscall(b: *mut CoreBlock, frame: &mut TrapFrame) {
 fn arch_prctl(code: u64, addr: u64) -> i64 {
     match code {
         ARCH_SET_FS if addr < 1 << 47 => {
-            wrmsr(MSR_FS_BASE, addr);
+            // SAFETY: the FS base is free (cpu::wrmsr), and a canonical lower-half address.
+            unsafe { wrmsr(MSR_FS_BASE, addr) };
             0
         }
         ARCH_GET_FS => match merge::user_write_u64(addr, rdmsr(MSR_FS_BASE)) {
@@ -465,6 +474,7 @@ fn page_fault(b: *mut CoreBlock, frame: &mut TrapFrame, addr: u64) {
         return;
     }
     let page = addr & !0xfff;
+    // SAFETY: `b` is this core's block (checked in `trap`); only this core touches it.
     unsafe {
         if (*b).last_fault == page {
             (*b).refaults += 1;
@@ -478,9 +488,10 @@ fn page_fault(b: *mut CoreBlock, frame: &mut TrapFrame, addr: u64) {
         (*b).page_faults += 1;
     }
     let write = u64::from(frame.error & 2 != 0);
+    // SAFETY: as above.
     let core = unsafe { (*b).core } as u32;
     match fwd::forward(core, PSEUDO_PAGE_FAULT, [page, write, 0, 0, 0, 0]) {
-        Ok(0) => unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) },
+        Ok(0) => invlpg(addr),
         _ => leave(b, SPLIT_SEGFAULT, addr),
     }
 }
@@ -490,6 +501,8 @@ fn page_fault(b: *mut CoreBlock, frame: &mut TrapFrame, addr: u64) {
 /// instead of killing the HRT: returns `None` then. Interrupts stay as they are.
 pub fn guarded(core: u32, f: &mut dyn FnMut() -> u64) -> Option<u64> {
     extern "C" fn tramp(ctx: *mut u8) -> u64 {
+        // SAFETY: `ctx` is the `&mut f` that `guarded` passed to `hrt_guarded`, which calls this
+        // at once, while `guarded` (and so `f`) waits for it.
         let f = unsafe { &mut **(ctx as *mut &mut dyn FnMut() -> u64) };
         f()
     }
@@ -499,6 +512,13 @@ pub fn guarded(core: u32, f: &mut dyn FnMut() -> u64) -> Option<u64> {
     }
     let b = block(core);
     let mut f = f;
+    // SAFETY: `b` is this core's block (only this core touches it). `hrt_guarded` saves the
+    // callee-saved registers and its return RSP and RIP in `guard` and calls `tramp(ctx)`; if a
+    // lower-half fault abandons `f`, `kernel_fault` resumes at `hrt_guard_fault`, which restores
+    // them and returns -1 from `hrt_guarded`, like a `longjmp`: `f`'s frames are dropped without
+    // their destructors, so what runs guarded (the forwarding family, split execution) must hold
+    // nothing that needs one: no console line, no merge lock (whose holders touch only the
+    // physical window, never the lower half), and nothing in forwarder has a Drop.
     unsafe {
         (*b).guard_active = 1;
         let r = hrt_guarded(addr_of_mut!((*b).guard), tramp, (&mut f as *mut &mut dyn FnMut() -> u64).cast());
@@ -518,6 +538,9 @@ pub fn kernel_fault(frame: &mut TrapFrame) -> bool {
     let b = rdmsr(MSR_KERNEL_GS_BASE) as *mut CoreBlock;
     let core = (0..CORES).find(|&c| block(c) == b);
     let Some(core) = core else { return false };
+    // SAFETY: `b` is this core's block (KERNEL_GS_BASE, and one of the blocks); a ring-0 fault is
+    // handled on the faulting stack, so with `guard_active` the guard holds what `hrt_guarded`
+    // saved on this core for the call now abandoned; the frame resumes at `hrt_guard_fault`.
     unsafe {
         if (*b).guard_active == 0 {
             return false;
