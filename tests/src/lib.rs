@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use iced_x86::code_asm::*;
 
+pub mod ros_snippet;
+
 /// Where a tiny test kernel is loaded and entered (64-bit, identity-mapped).
 pub const TINY_LOAD: u64 = 0x100_0000;
 /// Scratch data area inside the tiny kernel's segment.
