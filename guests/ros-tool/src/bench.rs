@@ -31,10 +31,10 @@ use abi::{HrtState, Op};
 use crate::cli::{BenchArgs, BenchKind, DEFAULT_WAIT, HRT_NULL_PER_INVOKE};
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::invoke::{cells, spin_until};
+use crate::completion::{cells, spin_until};
 use crate::stats::{summarize, Phase};
 use crate::sys::{calibrate_tsc_khz, guest_physical, mlock, rdtsc};
-use crate::Error;
+use crate::error::Error;
 
 /// How long one round (or the final collection) may take before the bench gives up.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(10);

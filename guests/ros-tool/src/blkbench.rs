@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use crate::Error;
+use crate::error::Error;
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Error;
+use crate::error::Error;
 
 /// `hvm help`.
 pub const USAGE: &str = "\

@@ -22,7 +22,8 @@ use forwarder::layout::{self, SplitCall, SPLIT_OK, SPLIT_RETURN};
 use crate::cli::{ForwardArgs, ForwardKind};
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
-use crate::{sys, Error};
+use crate::error::Error;
+use crate::sys;
 
 const FUNC_ECHO: u64 = 0;
 const FUNC_GETPID: u64 = 14;

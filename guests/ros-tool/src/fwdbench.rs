@@ -27,7 +27,7 @@ use crate::proxy::{Mode, Proxy};
 use crate::bench::tsc_khz;
 use crate::stats::{sample_lines, summarize, Phase};
 use crate::sys::{self, rdtsc};
-use crate::Error;
+use crate::error::Error;
 
 /// HRT functions.
 const FUNC_STRESS: u64 = 18;

@@ -3,8 +3,9 @@
 use abi::client::{self, Ret};
 use abi::{HcallError, HvmInfo, Op, ABI_VERSION, HRT_DOORBELL_PORT, HYPERCALL_PORT};
 
-use crate::invoke::CompletionCell;
-use crate::{sys, Error};
+use crate::completion::CompletionCell;
+use crate::error::Error;
+use crate::sys;
 
 /// An unclaimed port for `bench exit`: duet drops writes to ports no device claims. Outside
 /// 0xe4..=0xe7, the four ports of the hypercall's `out 0xe4, eax`, and 0xe8..=0xeb, the HRT

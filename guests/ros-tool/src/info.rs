@@ -4,7 +4,7 @@ use abi::client::Ret;
 use abi::{HrtFault, HrtState, MemRange, Op};
 
 use crate::hcall::{Port, Version};
-use crate::Error;
+use crate::error::Error;
 
 /// `base+len` in hex.
 fn range(r: &MemRange) -> String {

@@ -7,7 +7,7 @@ use abi::{HrtState, Op};
 use crate::cli::Request;
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::Error;
+use crate::error::Error;
 
 /// How long to sleep between two HRT_STATUS polls.
 const POLL: Duration = Duration::from_micros(100);

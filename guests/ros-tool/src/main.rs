@@ -21,6 +21,8 @@ macro_rules! out {
 mod bench;
 mod blkbench;
 mod cli;
+mod completion;
+mod error;
 mod forward;
 mod fwdbench;
 mod hcall;
@@ -36,27 +38,7 @@ mod sys;
 mod vsock;
 
 use cli::Cmd;
-
-/// Why `hvm` failed.
-#[derive(Debug)]
-pub enum Error {
-    /// Bad command line (exit status 2).
-    Usage(String),
-    /// Anything else (exit status 1).
-    Failed(String),
-}
-
-impl Error {
-    /// A failure with this message.
-    pub fn failed(msg: impl Into<String>) -> Error {
-        Error::Failed(msg.into())
-    }
-
-    /// A usage error with this message.
-    pub fn usage(msg: impl Into<String>) -> Error {
-        Error::Usage(msg.into())
-    }
-}
+use error::Error;
 
 fn main() {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();

@@ -9,8 +9,10 @@ use abi::ALL_CORES;
 
 use crate::cli::{Target, DEFAULT_INVOKE_TIMEOUT};
 use crate::hcall::{Port, Version};
-use crate::invoke::{cells, no_result, wait};
-use crate::{sys, Error};
+use crate::completion::cells;
+use crate::invoke::{no_result, wait};
+use crate::error::Error;
+use crate::sys;
 
 /// duet's HRT: invoke function 0, echo.
 const FUNC_ECHO: u64 = 0;

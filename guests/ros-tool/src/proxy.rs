@@ -25,8 +25,9 @@ use forwarder::{CacheLine, Channel, Consumer, Request};
 use abi::ForwardMode;
 
 use crate::hcall::Port;
-use crate::invoke::CompletionCell;
-use crate::{sys, Error};
+use crate::completion::CompletionCell;
+use crate::error::Error;
+use crate::sys;
 
 /// HRT functions (docs/hypercalls.md "duet's HRT invoke functions").
 pub const FUNC_ATTACH: u64 = 15;

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::error::Error;
 
 /// `ioperm(port, len, 1)`. An access of N bytes needs all N ports: `out 0xe4, eax` needs 0xe4..=0xe7.
 pub fn ioperm(port: u16, len: u16) -> Result<(), Error> {
