@@ -33,7 +33,8 @@ use crate::hcall::Port;
 use crate::info::{query, status_line};
 use crate::completion::{cells, spin_until};
 use crate::stats::{summarize, Phase};
-use crate::sys::{calibrate_tsc_khz, guest_physical, mlock, rdtsc};
+use crate::sys::{guest_physical, mlock};
+use crate::tsc::{rdtsc, tsc_khz};
 use crate::error::Error;
 
 /// How long one round (or the final collection) may take before the bench gives up.
@@ -104,14 +105,6 @@ impl ChannelPage {
         self.req_func.store(func, Ordering::Relaxed);
         self.req_arg.store(arg, Ordering::Relaxed);
         self.req_seq.store(seq, Ordering::Release);
-    }
-}
-
-/// The TSC frequency: PARTITION_INFO's if the VMM knows it, else measured.
-pub(crate) fn tsc_khz(port: &Port) -> u64 {
-    match port.partition_info() {
-        Ok(i) if i.tsc_khz != 0 => i.tsc_khz,
-        _ => calibrate_tsc_khz(),
     }
 }
 

@@ -17,49 +17,30 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use forwarder::layout::{self, SplitCall, SPLIT_OK, SPLIT_RETURN};
+use forwarder::layout::{self, SplitCall};
 
 use crate::cli::{ForwardArgs, ForwardKind};
+use crate::forward_error::{check, FORWARD_CORRUPT};
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
+use crate::split::{expect_ok, SplitRunner};
 use crate::error::Error;
 use crate::sys;
 
 const FUNC_ECHO: u64 = 0;
 const FUNC_GETPID: u64 = 14;
-const FUNC_SPLIT: u64 = 17;
 const FUNC_STRESS: u64 = 18;
 const FUNC_CORRUPT: u64 = 19;
 /// Default samples of `latency`, per call (and of `split-bench`).
 const LATENCY_CALLS: u64 = 1000;
 /// Default calls per core of `scaling`.
 const SCALING_CALLS: u64 = 20_000;
-/// What functions 14 and 18 answer when a forwarded call's answer was corrupt (fwd.rs).
-const FORWARD_CORRUPT: u64 = u64::MAX - 7;
 /// Default calls of `getpid` and (in all, poll mode) of `stress`.
 const GETPID_CALLS: u64 = 1000;
 const STRESS_CALLS_POLL: u64 = 1_000_000;
 const STRESS_CALLS_SLEEPING: u64 = 20_000;
 /// How long one test's invokes may take.
 const TIMEOUT: Duration = Duration::from_secs(600);
-/// Bytes of a split execution's stack.
-const SPLIT_STACK: usize = 256 * 1024;
-
-/// What HRT functions 14, 15, 18 answer instead of a result.
-fn hrt_error(result: u64) -> Option<&'static str> {
-    Some(match u64::MAX - result {
-        0 => "unknown function (an HRT without forwarding?)",
-        1 => "the channel is not mapped on the HRT",
-        2 => "the HRT refused the channel",
-        3 => "the HRT timed out waiting for the proxy",
-        4 => "a forwarded call failed",
-        5 => "a forwarded call answered something else than it must",
-        6 => "no channel attached on that core",
-        7 => "the channel was found corrupt",
-        8 => "the merged memory went away under the call",
-        _ => return None,
-    })
-}
 
 /// `hvm forward-test ...`.
 pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error> {
@@ -80,13 +61,6 @@ pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error>
         ForwardKind::Latency => crate::fwdbench::latency(port, a.core, mode, a.calls.unwrap_or(LATENCY_CALLS), !a.io),
         ForwardKind::SplitBench => crate::fwdbench::split_bench(port, a.core, mode, a.calls.unwrap_or(LATENCY_CALLS)),
         ForwardKind::Scaling => crate::fwdbench::scaling(port, version, mode, a.calls.unwrap_or(SCALING_CALLS)),
-    }
-}
-
-pub(crate) fn check(what: &str, result: u64) -> Result<u64, Error> {
-    match hrt_error(result) {
-        Some(why) => Err(Error::failed(format!("forward-test {what}: the HRT answered {result:#x}: {why}"))),
-        None => Ok(result),
     }
 }
 
@@ -116,64 +90,9 @@ fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// The TLS pointer (FS base) of this thread.
-pub(crate) fn fs_base() -> u64 {
-    let mut fs: u64 = 0;
-    // SAFETY: arch_prctl(ARCH_GET_FS) writes one u64 to the address given, which is ours.
-    unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
-    fs
-}
-
-/// A split execution's stack and record, reusable for many runs on one core.
-pub(crate) struct SplitRunner {
-    stack: Vec<u64>,
-    record: Box<SplitCall>,
-}
-
-impl SplitRunner {
-    pub(crate) fn new() -> SplitRunner {
-        let mut stack = vec![0u64; SPLIT_STACK / 8];
-        // Touch every page (calloc'd memory may not be), so the stack needs no page-fault forwarding.
-        for w in stack.iter_mut().step_by(512) {
-            // SAFETY: a write to our own Vec's element.
-            unsafe { std::ptr::write_volatile(w, 1) };
-        }
-        SplitRunner { stack, record: Box::default() }
-    }
-
-    /// Runs `entry(arg)` on `core` at CPL3 in this process's address space (HRT function 17),
-    /// serving its system calls; the record's outputs.
-    pub(crate) fn run(&mut self, proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
-        let base = self.stack.as_ptr() as u64;
-        let rsp = ((base + SPLIT_STACK as u64) & !15) - 16 - 8;
-        let slot = ((rsp - base) / 8) as usize;
-        self.stack[slot] = SPLIT_RETURN;
-        *self.record = SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: fs_base(), ..SplitCall::default() };
-        let va = &*self.record as *const SplitCall as u64;
-        let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
-        // SAFETY: the HRT wrote the record (through its physical window) before completing the
-        // invoke, which `run` waited for with acquire; reading it volatile sees those writes.
-        let out = unsafe { std::ptr::read_volatile(&*self.record) };
-        if let Some(why) = hrt_error(status) {
-            return Err(Error::failed(format!("split: HRT function 17 answered {status:#x}: {why}")));
-        }
-        Ok(out)
-    }
-}
-
 /// One split execution of `entry(arg)` on `core` (see [`SplitRunner::run`]).
 fn split(proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
     SplitRunner::new().run(proxy, core, entry, arg)
-}
-
-pub(crate) fn expect_ok(what: &str, r: &SplitCall) -> Result<(), Error> {
-    if r.status != SPLIT_OK {
-        return Err(Error::failed(format!(
-            "split {what}: the execution ended with status {:#x} (result {:#x}, {} syscalls, {} page faults)",
-            r.status, r.result, r.syscalls, r.page_faults
-        )));
-    }
-    Ok(())
 }
 
 const HELLO: &[u8] = b"split: hello from a ROS function on the HRT, through a forwarded write()\n";

@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use forwarder::layout;
 
-use crate::forward::SplitRunner;
+use crate::forward_error::check;
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
-use crate::bench::tsc_khz;
+use crate::split::{expect_ok, SplitRunner};
 use crate::stats::{sample_lines, summarize, Phase};
-use crate::sys::{self, rdtsc};
+use crate::sys;
+use crate::tsc::{rdtsc, tsc_khz};
 use crate::error::Error;
 
 /// HRT functions.
@@ -232,7 +233,7 @@ pub fn latency(port: &Port, core: u64, mode: Mode, n: u64, quick: bool) -> Resul
         let r = proxy.run(&[core], FUNC_TIMED, &[buf.as_ptr() as u64], TIMEOUT);
         let name = format!("forward-{}-{}", w.name, mode.name());
         let line = phase.end(&name, n);
-        match r.and_then(|r| crate::forward::check(&format!("latency {}", w.name), r[0])) {
+        match r.and_then(|r| check(&format!("latency {}", w.name), r[0])) {
             Ok(got) if got == n => {}
             Ok(got) => outcome = Err(Error::failed(format!("latency {}: HRT function 22 answered {got}, not {n}", w.name))),
             Err(e) => outcome = Err(e),
@@ -329,7 +330,7 @@ fn timed_split(
     let result = match proxy {
         Some((proxy, runner, core)) => {
             let r = runner.run(proxy, core, f, arg)?;
-            crate::forward::expect_ok(name, &r)?;
+            expect_ok(name, &r)?;
             r.result
         }
         None => f(arg),
@@ -366,7 +367,7 @@ pub fn split_bench(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Err
         for _ in 0..rounds {
             let t0 = rdtsc();
             let r = runner.run(&mut proxy, core, split_null, 0)?;
-            crate::forward::expect_ok("null", &r)?;
+            expect_ok("null", &r)?;
             samples.push(rdtsc().wrapping_sub(t0));
         }
         let name = format!("split-null-{}", mode.name());
@@ -400,7 +401,7 @@ pub fn scaling(port: &Port, version: &Version, mode: Mode, per_core: u64) -> Res
         let line = phase.end(&format!("scaling-{k}-{}", mode.name()), per_core * k);
         let stopped = proxy.stop();
         for r in outcome? {
-            if crate::forward::check("scaling", r)? != per_core {
+            if check("scaling", r)? != per_core {
                 return Err(Error::failed(format!("scaling: a core answered {r}, not {per_core}")));
             }
         }

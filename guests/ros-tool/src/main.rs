@@ -24,6 +24,7 @@ mod cli;
 mod completion;
 mod error;
 mod forward;
+mod forward_error;
 mod fwdbench;
 mod hcall;
 mod info;
@@ -33,8 +34,10 @@ mod merge;
 mod misc;
 mod probe;
 mod proxy;
+mod split;
 mod stats;
 mod sys;
+mod tsc;
 mod vsock;
 
 use cli::Cmd;

@@ -170,7 +170,7 @@ fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Resu
 /// value written); UNMERGE (0); an echo invoke still works. Prints
 /// `merge-test ok pattern=0x.. hrt_read=0x.. flipped=0x.. untouched=not-present touched=0x..`.
 pub fn test(port: &Port, core: u64) -> Result<(), Error> {
-    let pattern = 0x6d_6572_6765_u64 ^ sys::rdtsc();
+    let pattern = 0x6d_6572_6765_u64 ^ crate::tsc::rdtsc();
     let cell = Box::new(AtomicU64::new(pattern));
     sys::mlock(&*cell as *const AtomicU64 as usize, 8)?;
     let merged = crate::invoke::merge_sync(port, true, core)?;

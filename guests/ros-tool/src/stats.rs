@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::hcall::Port;
-use crate::sys::cycles_to_ns;
+use crate::tsc::cycles_to_ns;
 
 /// Percentiles and mean of a sample set, in cycles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
