@@ -45,7 +45,9 @@ pub const FWD_ATTACH: u64 = 15;
 pub const FWD_DETACH: u64 = 16;
 /// Split execution: runs the ROS function described at virtual address `arg` at CPL3 on the core.
 pub const SPLIT: u64 = 17;
-/// Forwarding stress: the request count and file descriptors at `arg` (docs/forwarding.md §7).
+/// Forwarding stress: `arg` = (fd + 1) << 32 | n, the count and the file descriptor packed in the
+/// argument (not at an address): n pipelined `lseek(fd, ..)` calls, or with fd + 1 = 0 n echo
+/// pseudo-calls, over the core's channel; returns n (docs/forwarding.md §7).
 pub const FWD_STRESS: u64 = 18;
 /// Corrupts the core's channel on purpose (the proxy must fail that channel, nothing else).
 pub const FWD_CORRUPT: u64 = 19;
