@@ -26,29 +26,19 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use abi::{HrtState, Op};
+use abi::{func, HrtState, Op};
 
 use crate::cli::{BenchArgs, BenchKind, DEFAULT_WAIT, HRT_NULL_PER_INVOKE};
+use crate::completion::{cells, spin_until};
+use crate::error::Error;
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::completion::{cells, spin_until};
 use crate::stats::{summarize, Phase};
 use crate::sys::{guest_physical, mlock};
 use crate::tsc::{rdtsc, tsc_khz};
-use crate::error::Error;
 
 /// How long one round (or the final collection) may take before the bench gives up.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-/// HRT function 0: echo.
-const FUNC_ECHO: u64 = 0;
-/// HRT function 8: ping-pong.
-const FUNC_PINGPONG: u64 = 8;
-/// HRT function 23: ping-pong that sleeps until its doorbell rings.
-const FUNC_DOORBELL_PONG: u64 = 23;
-/// HRT function 10: null hypercalls from the HRT's ring 0, timed there.
-const FUNC_HCALL_BENCH: u64 = 10;
-/// HRT function 11: the polled invoke channel.
-const FUNC_CHANNEL: u64 = 11;
 /// The channel's stop request.
 const CHANNEL_STOP: u64 = u64::MAX;
 /// How often (in polls) a polling loop looks at the clock for its deadline.
@@ -184,7 +174,7 @@ fn invoke(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
         cell.seq.store(0, Ordering::Relaxed);
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
-        let seq = port.invoke(FUNC_ECHO, i, b.core, 0, Some(&record))?;
+        let seq = port.invoke(func::ECHO, i, b.core, 0, Some(&record))?;
         let done = spin_until(cell, deadline, |s| s == seq);
         let t1 = rdtsc();
         if let Err(seen) = done {
@@ -205,13 +195,13 @@ fn invoke(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
 /// Ping-pong rounds with HRT function 8, then its completion (the number of rounds it saw). With
 /// `doorbell`, function 23, which sleeps between rounds: each round rings the core's doorbell.
 fn pingpong(port: &Port, b: &BenchArgs, khz: u64, doorbell: bool) -> Result<(), Error> {
-    let (func, kind) = if doorbell { (FUNC_DOORBELL_PONG, BenchKind::Doorbell) } else { (FUNC_PINGPONG, BenchKind::PingPong) };
+    let (function, kind) = if doorbell { (func::DOORBELL_PONG, BenchKind::Doorbell) } else { (func::PING_PONG, BenchKind::PingPong) };
     let core = u32::try_from(b.core).map_err(|_| Error::usage("--core: too large"))?;
     let region = Box::new(PingPong::default());
     let gpa = guest_physical(&*region as *const PingPong as usize)?;
     let record = cells(1);
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
-    let seq = port.invoke(func, gpa, b.core, 0, Some(&record))?;
+    let seq = port.invoke(function, gpa, b.core, 0, Some(&record))?;
     let timed = rounds(b, |i| {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
@@ -275,11 +265,11 @@ fn invoke_poll(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     let gpa = guest_physical(addr)?;
     let record = cells(1);
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
-    let seq = port.invoke(FUNC_CHANNEL, gpa, b.core, 0, Some(&record))?;
+    let seq = port.invoke(func::CHANNEL, gpa, b.core, 0, Some(&record))?;
     let timed = rounds(b, |i| {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
-        page.post(i, FUNC_ECHO, i);
+        page.post(i, func::ECHO, i);
         let mut spins = 0u32;
         while page.resp_seq.load(Ordering::Acquire) != i {
             spins = spins.wrapping_add(1);
@@ -345,7 +335,7 @@ fn hrt_null(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
         page.0[0].store(n as u64, Ordering::Relaxed);
         cell.seq.store(0, Ordering::Relaxed);
         let deadline = Instant::now() + ROUND_TIMEOUT;
-        let seq = port.invoke(FUNC_HCALL_BENCH, gpa, b.core, 0, Some(&record))?;
+        let seq = port.invoke(func::HYPERCALL_BENCH, gpa, b.core, 0, Some(&record))?;
         if let Err(seen) = spin_until(cell, deadline, |s| s == seq) {
             return Err(Error::failed(format!(
                 "no result after {} s from core {} (function 10, n={n}, invoke seq {seq}, completion seq {seen})",
@@ -391,7 +381,7 @@ fn invoke_async(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let mut n = 0u32;
         let t0 = rdtsc();
-        let seq = port.invoke(FUNC_ECHO, i, b.core, 0, None)?;
+        let seq = port.invoke(func::ECHO, i, b.core, 0, None)?;
         let r = loop {
             let r = port.call(Op::InvokeResult, [b.core, 0, 0, 0, 0])?;
             n = n.wrapping_add(1);
@@ -430,7 +420,7 @@ fn reboot(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
     let settle = |i: u64| -> Result<(), Error> {
         cell.seq.store(0, Ordering::Relaxed);
-        let seq = port.invoke(FUNC_ECHO, i, 0, 0, Some(&record))?;
+        let seq = port.invoke(func::ECHO, i, 0, 0, Some(&record))?;
         if let Err(seen) = spin_until(cell, Instant::now() + ROUND_TIMEOUT, |s| s == seq) {
             return Err(Error::failed(format!(
                 "reboot {i}: no echo from core 0 after {} s (invoke seq {seq}, completion seq {seen}): {}",

@@ -17,20 +17,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use abi::func;
+
 use forwarder::layout::{self, SplitCall};
 
 use crate::cli::{ForwardArgs, ForwardKind};
+use crate::error::Error;
 use crate::forward_error::{check, FORWARD_CORRUPT};
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
 use crate::split::{expect_ok, SplitRunner};
-use crate::error::Error;
 use crate::sys;
 
-const FUNC_ECHO: u64 = 0;
-const FUNC_GETPID: u64 = 14;
-const FUNC_STRESS: u64 = 18;
-const FUNC_CORRUPT: u64 = 19;
 /// Default samples of `latency`, per call (and of `split-bench`).
 const LATENCY_CALLS: u64 = 1000;
 /// Default calls per core of `scaling`.
@@ -67,7 +65,7 @@ pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error>
 fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
     let mut proxy = Proxy::start(port, &[core], mode)?;
     let t0 = Instant::now();
-    let outcome = proxy.run(&[core], FUNC_GETPID, &[calls], TIMEOUT);
+    let outcome = proxy.run(&[core], func::FWD_GETPID, &[calls], TIMEOUT);
     let secs = t0.elapsed().as_secs_f64();
     let stopped = proxy.stop();
     let hrt_pid = check("getpid", outcome?[0])?;
@@ -343,7 +341,7 @@ fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>, syscal
     let fd1 = if syscall { fd as u64 + 1 } else { 0 };
     let args: Vec<u64> = cores.iter().map(|_| (fd1 << 32) | per_core).collect();
     let t0 = Instant::now();
-    let outcome = proxy.run(&cores, FUNC_STRESS, &args, TIMEOUT);
+    let outcome = proxy.run(&cores, func::FWD_STRESS, &args, TIMEOUT);
     let secs = t0.elapsed().as_secs_f64();
     let stopped = proxy.stop();
     // SAFETY: our own fd.
@@ -377,7 +375,7 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     let cores: Vec<u64> = (0..version.hrt_cores.min(2)).collect();
     // The HRT corrupts core 0's channel; the proxy must see it and keep serving the others.
     let mut proxy = Proxy::start(port, &cores, mode)?;
-    let r = check("corrupt (HRT side)", proxy.run(&[0], FUNC_CORRUPT, &[0], TIMEOUT)?[0])?;
+    let r = check("corrupt (HRT side)", proxy.run(&[0], func::FWD_CORRUPT, &[0], TIMEOUT)?[0])?;
     if r != 0 {
         return Err(Error::failed(format!("corrupt: HRT function 19 answered {r:#x}")));
     }
@@ -386,7 +384,7 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
         proxy.serve(Instant::now() + Duration::from_secs(5), || false);
     }
     let failed = proxy.stats.failed.first().cloned().flatten();
-    let other = if cores.len() > 1 { Some(check("getpid on core 1", proxy.run(&[1], FUNC_GETPID, &[100], TIMEOUT)?[0])?) } else { None };
+    let other = if cores.len() > 1 { Some(check("getpid on core 1", proxy.run(&[1], func::FWD_GETPID, &[100], TIMEOUT)?[0])?) } else { None };
     let stats = proxy.stop()?;
     let Some(why) = failed else {
         return Err(Error::failed("corrupt: the proxy did not detect the HRT's corrupt request"));
@@ -404,8 +402,8 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     // SAFETY: the word lies in channel 0's region, which the proxy owns and no longer serves;
     // an atomic store, as every access to the region is.
     unsafe { AtomicU64::from_ptr(response_1 as *mut u64) }.store(999, Ordering::Release);
-    let r = proxy.run(&[0], FUNC_GETPID, &[1], TIMEOUT)?[0];
-    let echo = proxy.call_quiet(0, FUNC_ECHO, 0x1234)?;
+    let r = proxy.run(&[0], func::FWD_GETPID, &[1], TIMEOUT)?[0];
+    let echo = proxy.call_quiet(0, func::ECHO, 0x1234)?;
     proxy.stop()?;
     if r != FORWARD_CORRUPT || echo != 0x1234 {
         return Err(Error::failed(format!("corrupt: the HRT answered {r:#x} (want {FORWARD_CORRUPT:#x}: corrupt) and echo {echo:#x}")));

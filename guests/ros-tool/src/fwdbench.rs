@@ -19,8 +19,11 @@
 
 use std::time::{Duration, Instant};
 
+use abi::func;
+
 use forwarder::layout;
 
+use crate::error::Error;
 use crate::forward_error::check;
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
@@ -28,11 +31,7 @@ use crate::split::{expect_ok, SplitRunner};
 use crate::stats::{sample_lines, summarize, Phase};
 use crate::sys;
 use crate::tsc::{rdtsc, tsc_khz};
-use crate::error::Error;
 
-/// HRT functions.
-const FUNC_STRESS: u64 = 18;
-const FUNC_TIMED: u64 = 22;
 /// Function 22's job: words before the samples; "no companion call".
 const TIMED_HEADER_WORDS: usize = 16;
 const TIMED_NONE: u64 = u64::MAX;
@@ -230,7 +229,7 @@ pub fn latency(port: &Port, core: u64, mode: Mode, n: u64, quick: bool) -> Resul
         let n = samples_for(n, w.size);
         let buf = job(n, w);
         let phase = Phase::begin(port);
-        let r = proxy.run(&[core], FUNC_TIMED, &[buf.as_ptr() as u64], TIMEOUT);
+        let r = proxy.run(&[core], func::FWD_TIMED, &[buf.as_ptr() as u64], TIMEOUT);
         let name = format!("forward-{}-{}", w.name, mode.name());
         let line = phase.end(&name, n);
         match r.and_then(|r| check(&format!("latency {}", w.name), r[0])) {
@@ -396,7 +395,7 @@ pub fn scaling(port: &Port, version: &Version, mode: Mode, per_core: u64) -> Res
         let args: Vec<u64> = cores.iter().map(|_| per_core).collect();
         let phase = Phase::begin(port);
         let t0 = Instant::now();
-        let outcome = proxy.run(&cores, FUNC_STRESS, &args, TIMEOUT);
+        let outcome = proxy.run(&cores, func::FWD_STRESS, &args, TIMEOUT);
         let secs = t0.elapsed().as_secs_f64();
         let line = phase.end(&format!("scaling-{k}-{}", mode.name()), per_core * k);
         let stopped = proxy.stop();

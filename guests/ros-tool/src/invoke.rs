@@ -7,9 +7,9 @@ use abi::{HrtState, Op, ALL_CORES, INVOKE_NOTIFY};
 
 use crate::cli::{InvokeArgs, Target};
 use crate::completion::{cells, spin_until, CompletionCell};
+use crate::error::Error;
 use crate::hcall::{Port, Version};
 use crate::info::{query, status_line};
-use crate::error::Error;
 
 /// How often a sync invoke looks at HRT_STATUS while it waits, to give up at once on an HRT that
 /// exited or faulted instead of at the timeout.

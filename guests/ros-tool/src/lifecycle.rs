@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use abi::{HrtState, Op};
 
 use crate::cli::Request;
+use crate::error::Error;
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::error::Error;
 
 /// How long to sleep between two HRT_STATUS polls.
 const POLL: Duration = Duration::from_micros(100);

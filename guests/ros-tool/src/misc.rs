@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use abi::{HcallError, Op, ABI_VERSION, EVENT_HRT_EXIT, EVENT_HRT_FAULT, EVENT_HRT_READY, EVENT_INVOKE_DONE};
 
-use crate::hcall::Port;
 use crate::error::Error;
+use crate::hcall::Port;
 
 /// Most events one `hvm events` takes (the queue holds far fewer; a bound against a broken VMM).
 const MAX_DRAIN: usize = 4096;

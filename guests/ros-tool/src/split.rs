@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
+use abi::func;
+
 use forwarder::layout::{SplitCall, SPLIT_OK, SPLIT_RETURN};
 
 use crate::error::Error;
 use crate::forward_error::hrt_error;
 use crate::proxy::Proxy;
 
-/// HRT function 17: split execution.
-const FUNC_SPLIT: u64 = 17;
 /// Bytes of a split execution's stack.
 const SPLIT_STACK: usize = 256 * 1024;
 /// How long one split execution may take.
@@ -50,7 +50,7 @@ impl SplitRunner {
         self.stack[slot] = SPLIT_RETURN;
         *self.record = SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: fs_base(), ..SplitCall::default() };
         let va = &*self.record as *const SplitCall as u64;
-        let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
+        let status = proxy.run(&[core], func::SPLIT, &[va], TIMEOUT)?[0];
         // SAFETY: the HRT wrote the record (through its physical window) before completing the
         // invoke, which `run` waited for with acquire; reading it volatile sees those writes.
         let out = unsafe { std::ptr::read_volatile(&*self.record) };
