@@ -308,11 +308,12 @@ fn split_checks(proxy: &mut Proxy<'_>, core: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs on the HRT: a hypercall attempt (`out 0xe4, eax`) at CPL3, which must fault (#GP: no I/O
-/// permission on HRT cores), ending the execution. Returns 0 if it did not.
+/// Runs on the HRT: a hypercall attempt (VERSION, the ABI crate's `out 0xe4, eax`) at CPL3, which
+/// must fault (#GP: no I/O permission on HRT cores), ending the execution. Returns 0 if it did not.
 extern "C" fn split_port_io(_arg: u64) -> u64 {
-    // SAFETY: on the HRT this faults before it does anything; it is never run in the ROS.
-    unsafe { core::arch::asm!("out 0xe4, eax", in("eax") 0u32, options(nomem, nostack)) };
+    // SAFETY: on the HRT the `out` faults before it does anything; it is never run in the ROS (where
+    // it would be a VERSION, which writes no memory).
+    let _ = unsafe { abi::client::hypercall(abi::Op::Version, [0; 5]) };
     0
 }
 
