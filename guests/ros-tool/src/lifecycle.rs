@@ -1,4 +1,5 @@
-//! `hvm boot`, `hvm reboot`, `hvm replace`: the request, then polling HRT_STATUS until Ready.
+//! The lifecycle commands: `hvm boot`, `hvm reboot`, `hvm replace` (the HRT's: the request, then
+//! polling HRT_STATUS until Ready) and `hvm exit` (the whole VM's end).
 
 use std::time::{Duration, Instant};
 
@@ -71,4 +72,10 @@ pub fn run(port: &Port, request: &Request, wait: Duration) -> Result<(), Error> 
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// `hvm exit STATUS`: returns only if the VM did not end.
+pub fn exit(port: &Port, status: u64) -> Result<(), Error> {
+    port.call(Op::Exit, [status, 0, 0, 0, 0])?;
+    Err(Error::failed("EXIT returned: the VM is still running"))
 }

@@ -23,16 +23,17 @@ mod blkbench;
 mod cli;
 mod completion;
 mod error;
+mod events;
 mod forward;
 mod forward_error;
 mod fwdbench;
 mod hcall;
+mod hcall_probes;
 mod info;
 mod invoke;
 mod lifecycle;
 mod merge;
-mod misc;
-mod probe;
+mod probe_mem;
 mod proxy;
 mod split;
 mod stats;
@@ -83,14 +84,14 @@ fn run(args: &[String]) -> Result<(), Error> {
     }
     if let Cmd::ProbeMem { base, len, stride } = cmd {
         // No hypercall: this is what any root process could do.
-        return probe::probe_mem(base, len, stride);
+        return probe_mem::probe_mem(base, len, stride);
     }
     let bench_exit = matches!(&cmd, Cmd::Bench(b) if b.kind == cli::BenchKind::Exit);
     let port = hcall::Port::open(bench_exit)?;
     // Neither needs a duet VMM: `raw` is a probe, `bench exit` the baseline of any VM.
     match &cmd {
         Cmd::Raw { rax, args } => {
-            misc::raw(&port, *rax, *args);
+            hcall_probes::raw(&port, *rax, *args);
             return Ok(());
         }
         Cmd::Bench(b) if bench_exit => return bench::run(&port, b),
@@ -104,10 +105,10 @@ fn run(args: &[String]) -> Result<(), Error> {
         Cmd::Lifecycle { request, wait } => lifecycle::run(&port, &request, wait),
         Cmd::Invoke(a) => invoke::invoke(&port, &version, &a),
         Cmd::Result { core } => invoke::result(&port, core),
-        Cmd::Events => misc::events(&port),
-        Cmd::Post { event, payload } => misc::post(&port, event, payload),
-        Cmd::Exit { status } => misc::exit(&port, status),
-        Cmd::Flood { n } => misc::flood(&port, n),
+        Cmd::Events => events::events(&port),
+        Cmd::Post { event, payload } => events::post(&port, event, payload),
+        Cmd::Exit { status } => lifecycle::exit(&port, status),
+        Cmd::Flood { n } => hcall_probes::flood(&port, n),
         Cmd::Bench(b) => bench::run(&port, &b),
         Cmd::Merge { merge, target } => merge::run(&port, &version, merge, target),
         Cmd::MergeTest { core } => merge::test(&port, core),
