@@ -27,13 +27,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use abi::{func, HrtState, Op};
+use benchline::Summary;
 
 use crate::cli::{BenchArgs, BenchKind, DEFAULT_WAIT, HRT_NULL_PER_INVOKE};
 use crate::completion::{cells, spin_until};
 use crate::error::Error;
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::stats::{summarize, Phase};
+use crate::phase::Phase;
 use crate::sys::{guest_physical, mlock};
 use crate::tsc::{rdtsc, tsc_khz};
 
@@ -161,8 +162,14 @@ fn run_kind(port: &Port, b: &BenchArgs) -> Result<(), Error> {
         BenchKind::InvokeAsync => invoke_async(port, b)?,
         BenchKind::Reboot => return reboot(port, b, khz),
     };
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(b.kind.name(), khz));
+    print_summary(b.kind.name(), khz, &mut samples)?;
+    Ok(())
+}
+
+/// Prints the `bench=` line of `samples` (sorted in place) as `name`; fails if there are none.
+fn print_summary(name: &str, khz: u64, samples: &mut [u64]) -> Result<(), Error> {
+    let summary = Summary::of(samples).ok_or_else(|| Error::failed("no samples"))?;
+    out!("{}", summary.line(name, khz));
     Ok(())
 }
 
@@ -237,8 +244,7 @@ fn pingpong(port: &Port, b: &BenchArgs, khz: u64, doorbell: bool) -> Result<(), 
             b.core
         )));
     }
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(kind.name(), khz));
+    print_summary(kind.name(), khz, &mut samples)?;
     let hrt_rounds = cell.result.load(Ordering::Acquire);
     let ours = b.warmup.saturating_add(b.iters) as u64;
     out!("{}.rounds={hrt_rounds} expected={ours} gpa={gpa:#x}", kind.name());
@@ -311,8 +317,7 @@ fn invoke_poll(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
             b.core
         )));
     }
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(BenchKind::InvokePoll.name(), khz));
+    print_summary(BenchKind::InvokePoll.name(), khz, &mut samples)?;
     let served = cell.result.load(Ordering::Acquire);
     out!("invoke-poll.served={served} expected={ours} gpa={gpa:#x}");
     if served != ours {
@@ -464,8 +469,7 @@ fn reboot(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
             spin_loop();
         }
     })?;
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(BenchKind::Reboot.name(), khz));
+    print_summary(BenchKind::Reboot.name(), khz, &mut samples)?;
     let r = query(port)?;
     out!("{}", status_line(&r));
     if matches!(HrtState::from_raw(r.rbx), Some(HrtState::Exited | HrtState::Faulted)) {

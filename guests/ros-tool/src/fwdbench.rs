@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use abi::func;
 
+use benchline::{sample_lines, Summary};
 use forwarder::layout;
 
 use crate::error::Error;
@@ -28,7 +29,7 @@ use crate::forward_error::check;
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
 use crate::split::{expect_ok, SplitRunner};
-use crate::stats::{sample_lines, summarize, Phase};
+use crate::phase::Phase;
 use crate::sys;
 use crate::tsc::{rdtsc, tsc_khz};
 
@@ -152,7 +153,7 @@ fn report(name: &str, khz: u64, mut samples: Vec<u64>, phase: String) {
     for l in sample_lines(name, khz, &samples) {
         out!("{l}");
     }
-    if let Some(s) = summarize(&mut samples) {
+    if let Some(s) = Summary::of(&mut samples) {
         out!("{}", s.line(name, khz));
     }
     out!("{phase}");

@@ -26,12 +26,6 @@ fn calibrate_tsc_khz() -> u64 {
     u64::try_from(khz).unwrap_or(u64::MAX).max(1)
 }
 
-/// Cycles to nanoseconds at `khz`.
-pub fn cycles_to_ns(cycles: u64, khz: u64) -> u64 {
-    let ns = u128::from(cycles) * 1_000_000 / u128::from(khz.max(1));
-    u64::try_from(ns).unwrap_or(u64::MAX)
-}
-
 /// The TSC frequency: PARTITION_INFO's if the VMM knows it, else measured.
 pub fn tsc_khz(port: &Port) -> u64 {
     match port.partition_info() {
