@@ -207,18 +207,15 @@ pub fn parse(args: &[String]) -> Result<Cmd, Error> {
     }
 }
 
-/// Parses a command line given as one string, split at whitespace (for the tests).
-#[cfg(test)]
-fn parse_str(line: &str) -> Result<Cmd, Error> {
-    let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-    parse(&args)
-}
-
 #[cfg(test)]
 mod tests {
     use super::bench::{DEFAULT_ITERS, DEFAULT_WARMUP};
-    use super::parse_str as p;
     use super::*;
+
+    fn p(line: &str) -> Result<Cmd, Error> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(&args)
+    }
 
     #[test]
     fn commands_parse() {
@@ -284,5 +281,36 @@ mod tests {
         assert!(matches!(p("merge-test --all"), Err(Error::Usage(_))));
         assert!(matches!(p("forward-test 3"), Err(Error::Usage(_))));
         assert!(matches!(p("frobnicate"), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn forward_test_takes_a_test_a_mode_and_numbers() {
+        let Ok(Cmd::Forward(a)) = p("forward-test") else { unreachable!() };
+        assert_eq!((a.kind, a.mode, a.core, a.calls, a.spin_us), (ForwardKind::Getpid, None, 0, None, None));
+        let Ok(Cmd::Forward(a)) = p("forward-test stress --mode adaptive --spin-us 2000 --calls 4000") else { unreachable!() };
+        assert_eq!((a.kind, a.mode.as_deref(), a.calls, a.spin_us), (ForwardKind::Stress, Some("adaptive"), Some(4000), Some(2000)));
+        for (name, kind) in [
+            ("split", ForwardKind::Split),
+            ("stress-lseek", ForwardKind::StressSyscall),
+            ("corrupt", ForwardKind::Corrupt),
+            ("latency", ForwardKind::Latency),
+            ("split-bench", ForwardKind::SplitBench),
+            ("scaling", ForwardKind::Scaling),
+        ] {
+            assert!(matches!(p(&format!("forward-test {name} --core 1")), Ok(Cmd::Forward(a)) if a.kind == kind && a.core == 1 && !a.io));
+        }
+        let Ok(Cmd::Forward(a)) = p("forward-test latency --io --calls 100") else { unreachable!() };
+        assert!(a.io && a.calls == Some(100));
+        for bad in [
+            "forward-test bogus",
+            "forward-test --mode spin",
+            "forward-test --calls 0",
+            "forward-test --spin-us 5000000000",
+            "forward-test getpid split",
+            "forward-test split --io",
+            "forward-test latency --io=1",
+        ] {
+            assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad}");
+        }
     }
 }
