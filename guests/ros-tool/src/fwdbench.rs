@@ -20,16 +20,15 @@
 use std::time::{Duration, Instant};
 
 use abi::func;
-
 use benchline::{sample_lines, Summary};
 use forwarder::layout;
 
 use crate::error::Error;
 use crate::forward_error::check;
 use crate::hcall::{Port, Version};
+use crate::phase::Phase;
 use crate::proxy::{Mode, Proxy};
 use crate::split::{expect_ok, SplitRunner};
-use crate::phase::Phase;
 use crate::sys;
 use crate::tsc::{rdtsc, tsc_khz};
 
