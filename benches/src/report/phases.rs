@@ -1,11 +1,12 @@
 //! VM exits per call, from KVM's statistics: the in-guest tool brackets each measured phase with
-//! two debug-port marks and says so in a `bench-phase=NAME calls=N begin=0x.. end=0x..` line; the
-//! VMM samples every vCPU's counters at each mark ([`vmm::MarkAt::vcpus`]). The difference between
-//! the two marks, divided by the phase's calls, is what one call cost, the marks' own two exits
-//! (on the ROS) and any timer ticks included.
+//! two debug-port marks and says so in a `bench-phase=NAME calls=N begin=0x.. end=0x..` line
+//! ([`PhaseLine`]); the VMM samples every vCPU's counters at each mark ([`vmm::MarkAt::vcpus`]). The
+//! difference between the two marks, divided by the phase's calls, is what one call cost, the
+//! marks' own two exits (on the ROS) and any timer ticks included.
 
 use std::collections::HashMap;
 
+use benchline::PhaseLine;
 use serde::{Deserialize, Serialize};
 use vmm::stats::{Counters, Partition};
 use vmm::MarkAt;
@@ -56,34 +57,6 @@ impl KvmPerCall {
     }
 }
 
-/// One `bench-phase=` line.
-struct PhaseLine<'a> {
-    name: &'a str,
-    calls: u64,
-    begin: u32,
-    end: u32,
-}
-
-fn parse_line(line: &str) -> Option<Result<PhaseLine<'_>, ReportError>> {
-    let rest = line.trim().strip_prefix("bench-phase=")?;
-    let mut words = rest.split_whitespace();
-    let name = words.next().unwrap_or("");
-    let (mut calls, mut begin, mut end) = (None, None, None);
-    for w in words {
-        let hex = |v: &str| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok();
-        match w.split_once('=') {
-            Some(("calls", v)) => calls = v.parse().ok(),
-            Some(("begin", v)) => begin = hex(v),
-            Some(("end", v)) => end = hex(v),
-            _ => {}
-        }
-    }
-    Some(match (calls, begin, end) {
-        (Some(calls), Some(begin), Some(end)) if !name.is_empty() && calls > 0 => Ok(PhaseLine { name, calls, begin, end }),
-        _ => Err(ReportError::Invalid(format!("malformed phase line: {line:?}"))),
-    })
-}
-
 /// Each phase's counters per call, by phase name, from the console's `bench-phase=` lines and the
 /// run's marks (matched in order: a phase's marks are the first ones with its codes after the
 /// previous phase's). A phase whose marks carry no counters (a host without KVM's stats fd) is
@@ -92,8 +65,8 @@ pub fn phase_counts(console: &str, marks: &[MarkAt]) -> Result<HashMap<String, K
     let mut out = HashMap::new();
     let mut cursor = 0;
     for line in console.lines() {
-        let Some(phase) = parse_line(line) else { continue };
-        let phase = phase?;
+        let Some(phase) = PhaseLine::parse(line) else { continue };
+        let phase = phase.map_err(|e| ReportError::Invalid(e.to_string()))?;
         let find = |code: u32, from: usize| marks[from..].iter().position(|m| m.code == code).map(|i| from + i);
         let Some(b) = find(phase.begin, cursor) else {
             return Err(ReportError::Invalid(format!("phase {}: no mark {:#x}", phase.name, phase.begin)));
@@ -107,7 +80,7 @@ pub fn phase_counts(console: &str, marks: &[MarkAt]) -> Result<HashMap<String, K
             continue;
         }
         let delta = |p| me.total(p).since(&mb.total(p));
-        out.insert(phase.name.to_string(), KvmPerCall::from_delta(
+        out.insert(phase.name.clone(), KvmPerCall::from_delta(
             phase.calls,
             me.since_start.saturating_sub(mb.since_start).as_secs_f64(),
             delta(Partition::Ros),

@@ -1,23 +1,13 @@
 //! Latency summaries (nearest-rank percentiles) and the `bench=NAME k=v ...` console lines of the
-//! in-guest harness.
+//! in-guest harness. The line formats and the percentile method are the `benchline` crate's, which
+//! the in-guest tool writes its lines with; this module turns them into the report's types.
 
 use std::collections::BTreeMap;
 
+pub use benchline::{cycles_to_ns, parse_console, BenchLine};
 use serde::{Deserialize, Serialize};
 
 use super::ReportError;
-
-/// Converts TSC cycles to nanoseconds at `tsc_khz` (rounded down), as the in-guest tool does.
-pub fn cycles_to_ns(cycles: u64, tsc_khz: u64) -> u64 {
-    let ns = u128::from(cycles) * 1_000_000 / u128::from(tsc_khz.max(1));
-    u64::try_from(ns).unwrap_or(u64::MAX)
-}
-
-/// The nearest-rank percentile `num/den` of sorted, non-empty `s` (0 when empty).
-fn rank(s: &[u64], num: usize, den: usize) -> u64 {
-    let r = s.len().saturating_mul(num).div_ceil(den).saturating_sub(1);
-    s.get(r.min(s.len().saturating_sub(1))).copied().unwrap_or(0)
-}
 
 /// Raw latency samples in TSC cycles, with the TSC frequency that converts them to time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,25 +41,7 @@ impl Samples {
     /// Percentiles and mean, in cycles and in ns.
     pub fn summary(&self) -> Summary {
         let mut s = self.cycles.clone();
-        s.sort_unstable();
-        let sum: u128 = s.iter().map(|&c| u128::from(c)).sum();
-        let mean = u64::try_from(sum / s.len().max(1) as u128).unwrap_or(u64::MAX);
-        let [p50, p90, p99, p999] = [500, 900, 990, 999].map(|num| rank(&s, num, 1000));
-        let ns = |c| cycles_to_ns(c, self.tsc_khz);
-        Summary {
-            n: s.len() as u64,
-            p50_ns: ns(p50),
-            p90_ns: ns(p90),
-            p99_ns: ns(p99),
-            p999_ns: ns(p999),
-            mean_ns: ns(mean),
-            p50_cycles: Some(p50),
-            p90_cycles: Some(p90),
-            p99_cycles: Some(p99),
-            p999_cycles: Some(p999),
-            mean_cycles: Some(mean),
-            tsc_khz: Some(self.tsc_khz),
-        }
+        Summary::from(benchline::Summary::of(&mut s).unwrap_or_default().at(self.tsc_khz))
     }
 
     /// Every sample in ns, sorted (for a CDF).
@@ -138,88 +110,37 @@ impl Summary {
     /// The summary a `bench=` line states: `n` and the `*_ns` fields are required, the `*_cycles`
     /// fields and `tsc_khz` optional.
     pub fn from_line(line: &BenchLine) -> Result<Self, ReportError> {
-        let need = |key: &str| -> Result<u64, ReportError> {
-            match line.get(key) {
-                None => Err(ReportError::Invalid(format!("bench={}: no {key}=", line.name))),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| ReportError::Invalid(format!("bench={}: {key}={v} is not a whole number", line.name))),
-            }
-        };
-        let opt = |key: &str| line.get(key).and_then(|v| v.parse::<u64>().ok());
-        Ok(Summary {
-            n: need("n")?,
-            p50_ns: need("p50_ns")?,
-            p90_ns: need("p90_ns")?,
-            p99_ns: need("p99_ns")?,
-            p999_ns: need("p999_ns")?,
-            mean_ns: need("mean_ns")?,
-            p50_cycles: opt("p50_cycles"),
-            p90_cycles: opt("p90_cycles"),
-            p99_cycles: opt("p99_cycles"),
-            p999_cycles: opt("p999_cycles"),
-            mean_cycles: opt("mean_cycles"),
-            tsc_khz: opt("tsc_khz").filter(|&k| k > 0),
-        })
+        line.summary().map(Summary::from).map_err(|e| ReportError::Invalid(e.to_string()))
     }
 }
 
-/// One `bench=NAME k=v ...` console line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BenchLine {
-    /// The benchmark's name.
-    pub name: String,
-    /// Its `key=value` words (words without `=` are ignored).
-    pub fields: BTreeMap<String, String>,
-}
-
-impl BenchLine {
-    /// Parses a line that starts (after whitespace) with `bench=NAME`; `None` for any other line.
-    pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.trim().strip_prefix("bench=")?;
-        let mut words = rest.split_whitespace();
-        let name = words.next()?.to_string();
-        let fields = words.filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Some(BenchLine { name, fields })
+impl From<benchline::LineSummary> for Summary {
+    fn from(s: benchline::LineSummary) -> Self {
+        Summary {
+            n: s.n,
+            p50_ns: s.p50_ns,
+            p90_ns: s.p90_ns,
+            p99_ns: s.p99_ns,
+            p999_ns: s.p999_ns,
+            mean_ns: s.mean_ns,
+            p50_cycles: s.p50_cycles,
+            p90_cycles: s.p90_cycles,
+            p99_cycles: s.p99_cycles,
+            p999_cycles: s.p999_cycles,
+            mean_cycles: s.mean_cycles,
+            tsc_khz: s.tsc_khz,
+        }
     }
-
-    /// The raw value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).map(String::as_str)
-    }
-
-    /// The value of `key` as a number.
-    pub fn number(&self, key: &str) -> Option<f64> {
-        self.get(key).and_then(|v| v.parse().ok())
-    }
-}
-
-/// Every `bench=` line of a console transcript, by name (a later line of the same name wins).
-pub fn parse_console(console: &str) -> BTreeMap<String, BenchLine> {
-    console.lines().filter_map(BenchLine::parse).map(|l| (l.name.clone(), l)).collect()
 }
 
 /// Raw samples from `bench-samples=NAME tsc_khz=K C C C ...` console lines: the cycles of every line
 /// of one name are appended in order (so a long set can be printed in chunks); the last `tsc_khz`
 /// seen for a name wins. Words that are neither `tsc_khz=` nor a whole number are an error.
 pub fn parse_sample_lines(console: &str) -> Result<BTreeMap<String, Samples>, ReportError> {
-    let mut raw: BTreeMap<String, (Vec<u64>, u64)> = BTreeMap::new();
-    for line in console.lines() {
-        let Some(rest) = line.trim().strip_prefix("bench-samples=") else { continue };
-        let mut words = rest.split_whitespace();
-        let Some(name) = words.next() else { continue };
-        let entry = raw.entry(name.to_string()).or_default();
-        for w in words {
-            if let Some(k) = w.strip_prefix("tsc_khz=") {
-                entry.1 = k.parse().map_err(|_| ReportError::Invalid(format!("bench-samples={name}: bad {w}")))?;
-            } else {
-                entry.0.push(w.parse().map_err(|_| ReportError::Invalid(format!("bench-samples={name}: bad sample {w:?}")))?);
-            }
-        }
-    }
-    raw.into_iter()
-        .map(|(name, (cycles, khz))| {
-            let s = Samples::new(cycles, khz).map_err(|e| ReportError::Invalid(format!("bench-samples={name}: {e}")))?;
+    let sets = benchline::parse_sample_lines(console).map_err(|e| ReportError::Invalid(e.to_string()))?;
+    sets.into_iter()
+        .map(|(name, set)| {
+            let s = Samples::new(set.cycles, set.tsc_khz).map_err(|e| ReportError::Invalid(format!("bench-samples={name}: {e}")))?;
             Ok((name, s))
         })
         .collect()

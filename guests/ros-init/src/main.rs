@@ -116,107 +116,33 @@ fn mem_total_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Everything PID 1 does before powering off (module docs); the status to power off with.
 fn run(port: &mut DebugPort) -> u32 {
     if let Err(e) = mount("proc", "/proc", "proc", true) {
         say!("{e}");
     }
-    let ioperm_err = port.try_ioperm().err();
-    if port.ready() {
-        if let Err(e) = port.mark(port::MARK_INIT) {
-            say!("debug port: {e}; trying /dev/port");
-        }
-    }
-    let mut failed = Vec::new();
-    for (src, target, fstype) in [("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs"), ("tmpfs", "/tmp", "tmpfs")] {
-        if let Err(e) = mount(src, target, fstype, true) {
-            failed.push(e);
-        }
-    }
+    let ioperm_err = mark_init_by_ioperm(port);
+    let mount_errors = mount_filesystems();
     ensure_console();
     say!("ros-init started");
-    for e in failed {
+    for e in mount_errors {
         say!("{e}");
     }
     if !port.ready() {
-        match port.try_dev_port() {
-            Ok(()) => {
-                if let Err(e) = port.mark(port::MARK_INIT) {
-                    say!("debug port: {e}");
-                }
-            }
-            Err(e) => {
-                let why = ioperm_err.unwrap_or_else(|| "port I/O refused".to_string());
-                say!("no debug port ({why}; {e}): cannot signal the VMM");
-            }
-        }
+        mark_init_by_dev_port(port, ioperm_err);
     }
     say!("debug port via {}", port.describe());
 
     let release = kernel_release();
     say!("kernel {release}");
-    let cpus_online = std::fs::read_to_string("/sys/devices/system/cpu/online");
-    let cpus = match &cpus_online {
-        Ok(list) => {
-            let n = count_cpu_list(list);
-            say!("cpus online: {} ({})", list.trim(), n.map_or("?".to_string(), |n| n.to_string()));
-            n
-        }
-        Err(e) => {
-            say!("cpus online: unknown (/sys/devices/system/cpu/online: {e})");
-            None
-        }
-    };
-    match mem_total_kib() {
-        Some(k) => say!("memory: {k} kB ({} MiB)", k / 1024),
-        None => say!("memory: unknown (/proc/meminfo)"),
-    }
+    let cpus = report_cpus();
+    report_memory();
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     say!("cmdline: {}", cmdline.trim());
-    let mut checks_ok = true;
-
-    // The drivers that are modules (Debian's kernels build virtio as modules).
-    let mods = modules::load("/lib/modules", &release, &cmdline);
-    if !mods.loaded.is_empty() || !mods.present.is_empty() {
-        let present =
-            if mods.present.is_empty() { String::new() } else { format!("; already loaded: {}", mods.present.join(" ")) };
-        say!("modules: loaded {} in {} ms: {}{present}", mods.loaded.len(), mods.millis, mods.loaded.join(" "));
-    }
-    if let Some(why) = &mods.none {
-        say!("modules: none loaded ({why})");
-    }
-    for f in &mods.failed {
-        say!("modules: FAILED: {f}");
-        checks_ok = false;
-    }
-    if let Some(why) = modules::missing_virtio_devices(&cmdline, "/sys/bus/virtio/devices") {
-        say!("check virtio devices: FAILED ({why})");
-        checks_ok = false;
-    }
-
-    // Checks from the kernel command line.
-    for word in cmdline.split_whitespace() {
-        if word == "--" {
-            break;
-        }
-        if let Some(want) = word.strip_prefix("duet.expect_cpus=") {
-            match (want.parse::<u32>(), cpus) {
-                (Ok(w), Some(h)) if w == h => say!("check cpus: ok"),
-                (Ok(w), Some(h)) => {
-                    say!("check cpus: FAILED (want {w}, have {h})");
-                    checks_ok = false;
-                }
-                (Ok(w), None) => {
-                    say!("check cpus: FAILED (want {w}, have unknown)");
-                    checks_ok = false;
-                }
-                (Err(_), _) => {
-                    say!("check cpus: FAILED (bad value {want:?})");
-                    checks_ok = false;
-                }
-            }
-        }
-    }
+    let modules_ok = load_modules(&release, &cmdline);
+    let cpus_ok = check_expected_cpus(&cmdline, cpus);
+    let checks_ok = modules_ok && cpus_ok;
 
     // The command: everything after ` -- ` on the kernel command line is our argv[1..].
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -227,48 +153,176 @@ fn run(port: &mut DebugPort) -> u32 {
             1
         }
     } else {
-        let mut cmd = Command::new("/bin/sh");
-        let shell = args.len() == 1 && args.first().is_some_and(|a| a == "shell");
-        if shell {
-            say!("starting /bin/sh on the console");
-            // SAFETY: setsid and ioctl are async-signal-safe; the closure allocates nothing.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::setsid();
-                    libc::ioctl(0, libc::TIOCSCTTY, 1);
-                    Ok(())
-                });
-            }
-        } else {
-            let line = args.join(" ");
-            say!("running: {line}");
-            cmd.arg("-c").arg(line);
-        }
-        cmd.env_clear()
-            .env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
-            .env("HOME", "/")
-            .env("TERM", "linux")
-            .current_dir("/");
-        match cmd.status() {
-            Ok(st) => match (st.code(), st.signal()) {
-                (Some(c), _) => c as u32,
-                (None, Some(sig)) => {
-                    say!("command killed by signal {sig}");
-                    128 + sig as u32
-                }
-                (None, None) => 1,
-            },
-            Err(e) => {
-                say!("cannot run /bin/sh: {e}");
-                1
-            }
-        }
+        run_command(&args)
     };
     if !checks_ok && status != 1 {
         say!("a check failed: status 1 instead of {status}");
         return 1;
     }
     status
+}
+
+/// Takes port access with ioperm and, if that worked, records mark 1 ("init reached") at once (the
+/// mark times the boot); the ioperm error, if any.
+fn mark_init_by_ioperm(port: &mut DebugPort) -> Option<String> {
+    let ioperm_err = port.try_ioperm().err();
+    if port.ready() {
+        if let Err(e) = port.mark(port::MARK_INIT) {
+            say!("debug port: {e}; trying /dev/port");
+        }
+    }
+    ioperm_err
+}
+
+/// Mounts /sys, /dev and /tmp; what failed, to be said once the console is there.
+fn mount_filesystems() -> Vec<String> {
+    let mut failed = Vec::new();
+    for (src, target, fstype) in [("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs"), ("tmpfs", "/tmp", "tmpfs")] {
+        if let Err(e) = mount(src, target, fstype, true) {
+            failed.push(e);
+        }
+    }
+    failed
+}
+
+/// Falls back to /dev/port for the debug port (ioperm failed with `ioperm_err`, or its `out`
+/// faulted) and records mark 1 through it; says so when there is no debug port at all.
+fn mark_init_by_dev_port(port: &mut DebugPort, ioperm_err: Option<String>) {
+    match port.try_dev_port() {
+        Ok(()) => {
+            if let Err(e) = port.mark(port::MARK_INIT) {
+                say!("debug port: {e}");
+            }
+        }
+        Err(e) => {
+            let why = ioperm_err.unwrap_or_else(|| "port I/O refused".to_string());
+            say!("no debug port ({why}; {e}): cannot signal the VMM");
+        }
+    }
+}
+
+/// Says which CPUs are online; how many, if the list could be read and counted.
+fn report_cpus() -> Option<u32> {
+    match std::fs::read_to_string("/sys/devices/system/cpu/online") {
+        Ok(list) => {
+            let n = count_cpu_list(&list);
+            say!("cpus online: {} ({})", list.trim(), n.map_or("?".to_string(), |n| n.to_string()));
+            n
+        }
+        Err(e) => {
+            say!("cpus online: unknown (/sys/devices/system/cpu/online: {e})");
+            None
+        }
+    }
+}
+
+/// Says how much memory the kernel has.
+fn report_memory() {
+    match mem_total_kib() {
+        Some(k) => say!("memory: {k} kB ({} MiB)", k / 1024),
+        None => say!("memory: unknown (/proc/meminfo)"),
+    }
+}
+
+/// Loads the drivers that are modules (Debian's kernels build virtio as modules) and checks that
+/// every virtio device on the command line registered; whether both went well.
+fn load_modules(release: &str, cmdline: &str) -> bool {
+    let mut ok = true;
+    let mods = modules::load("/lib/modules", release, cmdline);
+    if !mods.loaded.is_empty() || !mods.present.is_empty() {
+        let present =
+            if mods.present.is_empty() { String::new() } else { format!("; already loaded: {}", mods.present.join(" ")) };
+        say!("modules: loaded {} in {} ms: {}{present}", mods.loaded.len(), mods.millis, mods.loaded.join(" "));
+    }
+    if let Some(why) = &mods.none {
+        say!("modules: none loaded ({why})");
+    }
+    for f in &mods.failed {
+        say!("modules: FAILED: {f}");
+        ok = false;
+    }
+    if let Some(why) = modules::missing_virtio_devices(cmdline, "/sys/bus/virtio/devices") {
+        say!("check virtio devices: FAILED ({why})");
+        ok = false;
+    }
+    ok
+}
+
+/// Checks every `duet.expect_cpus=N` before ` -- ` on the kernel command line against the CPUs
+/// online (`cpus`); whether all held.
+fn check_expected_cpus(cmdline: &str, cpus: Option<u32>) -> bool {
+    let mut ok = true;
+    for word in cmdline.split_whitespace() {
+        if word == "--" {
+            break;
+        }
+        if let Some(want) = word.strip_prefix("duet.expect_cpus=") {
+            match (want.parse::<u32>(), cpus) {
+                (Ok(w), Some(h)) if w == h => say!("check cpus: ok"),
+                (Ok(w), Some(h)) => {
+                    say!("check cpus: FAILED (want {w}, have {h})");
+                    ok = false;
+                }
+                (Ok(w), None) => {
+                    say!("check cpus: FAILED (want {w}, have unknown)");
+                    ok = false;
+                }
+                (Err(_), _) => {
+                    say!("check cpus: FAILED (bad value {want:?})");
+                    ok = false;
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// Runs `args` (non-empty) through `/bin/sh -c`, or an interactive shell for `shell`; its status
+/// (128 + the signal that killed it, 1 if it could not run).
+fn run_command(args: &[String]) -> u32 {
+    let mut cmd = shell_command(args);
+    match cmd.status() {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(c), _) => c as u32,
+            (None, Some(sig)) => {
+                say!("command killed by signal {sig}");
+                128 + sig as u32
+            }
+            (None, None) => 1,
+        },
+        Err(e) => {
+            say!("cannot run /bin/sh: {e}");
+            1
+        }
+    }
+}
+
+/// The `/bin/sh` that runs `args`: `-c` with the words joined, or, for `shell` alone, an
+/// interactive shell with the console as its controlling terminal; a clean environment, in `/`.
+fn shell_command(args: &[String]) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    let shell = args.len() == 1 && args.first().is_some_and(|a| a == "shell");
+    if shell {
+        say!("starting /bin/sh on the console");
+        // SAFETY: setsid and ioctl are async-signal-safe; the closure allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 1);
+                Ok(())
+            });
+        }
+    } else {
+        let line = args.join(" ");
+        say!("running: {line}");
+        cmd.arg("-c").arg(line);
+    }
+    cmd.env_clear()
+        .env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
+        .env("HOME", "/")
+        .env("TERM", "linux")
+        .current_dir("/");
+    cmd
 }
 
 fn power_off(port: &mut DebugPort, status: u32) -> ! {

@@ -194,12 +194,12 @@ mod tests {
     fn virtio_devices_are_counted() {
         let dir = std::env::temp_dir().join(format!("ros-init-bus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("virtio0")).unwrap();
+        std::fs::create_dir_all(dir.join("virtio0")).expect("a fake bus directory");
         let bus = dir.to_string_lossy().into_owned();
         let two = "quiet virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6 -- x";
         assert!(missing_virtio_devices(two, &bus).is_some_and(|m| m.contains("attached 2") && m.contains("registered 1")));
         assert_eq!(missing_virtio_devices("quiet -- virtio_mmio.device=x", &bus), None);
-        std::fs::create_dir_all(dir.join("virtio1")).unwrap();
+        std::fs::create_dir_all(dir.join("virtio1")).expect("a fake bus directory");
         assert_eq!(missing_virtio_devices(two, &bus), None);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(missing_virtio_devices(two, &bus).is_some(), "no bus at all: none registered");
@@ -214,12 +214,12 @@ mod tests {
         let o = load(&root, "6.1.0", "");
         assert!(o.failed.is_empty() && o.none.is_some(), "{o:?}");
         // Modules for another kernel: a failure that names both releases.
-        std::fs::create_dir_all(dir.join("5.10.0")).unwrap();
+        std::fs::create_dir_all(dir.join("5.10.0")).expect("a fake module directory");
         let o = load(&root, "6.1.0", "");
         assert!(o.failed.first().is_some_and(|f| f.contains("for 5.10.0, not for this kernel (6.1.0)")), "{o:?}");
         // A listed module that is not there.
-        std::fs::create_dir_all(dir.join("6.1.0")).unwrap();
-        std::fs::write(dir.join("6.1.0").join(LIST), "# comment\nkernel/gone.ko\n").unwrap();
+        std::fs::create_dir_all(dir.join("6.1.0")).expect("a fake module directory");
+        std::fs::write(dir.join("6.1.0").join(LIST), "# comment\nkernel/gone.ko\n").expect("a fake module list");
         let o = load(&root, "6.1.0", "");
         assert!(o.failed.first().is_some_and(|f| f.starts_with("gone (") && f.contains("No such file")), "{o:?}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -26,28 +26,20 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use abi::{HrtState, Op};
+use abi::{func, HrtState, Op};
+use benchline::Summary;
 
 use crate::cli::{BenchArgs, BenchKind, DEFAULT_WAIT, HRT_NULL_PER_INVOKE};
+use crate::completion::{cells, spin_until};
+use crate::error::Error;
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::invoke::{cells, spin_until};
-use crate::stats::{summarize, Phase};
-use crate::sys::{calibrate_tsc_khz, guest_physical, mlock, rdtsc};
-use crate::Error;
+use crate::phase::Phase;
+use crate::sys::{guest_physical, mlock};
+use crate::tsc::{rdtsc, tsc_khz};
 
 /// How long one round (or the final collection) may take before the bench gives up.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-/// HRT function 0: echo.
-const FUNC_ECHO: u64 = 0;
-/// HRT function 8: ping-pong.
-const FUNC_PINGPONG: u64 = 8;
-/// HRT function 23: ping-pong that sleeps until its doorbell rings.
-const FUNC_DOORBELL_PONG: u64 = 23;
-/// HRT function 10: null hypercalls from the HRT's ring 0, timed there.
-const FUNC_HCALL_BENCH: u64 = 10;
-/// HRT function 11: the polled invoke channel.
-const FUNC_CHANNEL: u64 = 11;
 /// The channel's stop request.
 const CHANNEL_STOP: u64 = u64::MAX;
 /// How often (in polls) a polling loop looks at the clock for its deadline.
@@ -104,14 +96,6 @@ impl ChannelPage {
         self.req_func.store(func, Ordering::Relaxed);
         self.req_arg.store(arg, Ordering::Relaxed);
         self.req_seq.store(seq, Ordering::Release);
-    }
-}
-
-/// The TSC frequency: PARTITION_INFO's if the VMM knows it, else measured.
-pub(crate) fn tsc_khz(port: &Port) -> u64 {
-    match port.partition_info() {
-        Ok(i) if i.tsc_khz != 0 => i.tsc_khz,
-        _ => calibrate_tsc_khz(),
     }
 }
 
@@ -178,8 +162,14 @@ fn run_kind(port: &Port, b: &BenchArgs) -> Result<(), Error> {
         BenchKind::InvokeAsync => invoke_async(port, b)?,
         BenchKind::Reboot => return reboot(port, b, khz),
     };
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(b.kind.name(), khz));
+    print_summary(b.kind.name(), khz, &mut samples)?;
+    Ok(())
+}
+
+/// Prints the `bench=` line of `samples` (sorted in place) as `name`; fails if there are none.
+fn print_summary(name: &str, khz: u64, samples: &mut [u64]) -> Result<(), Error> {
+    let summary = Summary::of(samples).ok_or_else(|| Error::failed("no samples"))?;
+    out!("{}", summary.line(name, khz));
     Ok(())
 }
 
@@ -191,7 +181,7 @@ fn invoke(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
         cell.seq.store(0, Ordering::Relaxed);
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
-        let seq = port.invoke(FUNC_ECHO, i, b.core, 0, Some(&record))?;
+        let seq = port.invoke(func::ECHO, i, b.core, 0, Some(&record))?;
         let done = spin_until(cell, deadline, |s| s == seq);
         let t1 = rdtsc();
         if let Err(seen) = done {
@@ -212,13 +202,13 @@ fn invoke(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
 /// Ping-pong rounds with HRT function 8, then its completion (the number of rounds it saw). With
 /// `doorbell`, function 23, which sleeps between rounds: each round rings the core's doorbell.
 fn pingpong(port: &Port, b: &BenchArgs, khz: u64, doorbell: bool) -> Result<(), Error> {
-    let (func, kind) = if doorbell { (FUNC_DOORBELL_PONG, BenchKind::Doorbell) } else { (FUNC_PINGPONG, BenchKind::PingPong) };
+    let (function, kind) = if doorbell { (func::DOORBELL_PONG, BenchKind::Doorbell) } else { (func::PING_PONG, BenchKind::PingPong) };
     let core = u32::try_from(b.core).map_err(|_| Error::usage("--core: too large"))?;
     let region = Box::new(PingPong::default());
     let gpa = guest_physical(&*region as *const PingPong as usize)?;
     let record = cells(1);
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
-    let seq = port.invoke(func, gpa, b.core, 0, Some(&record))?;
+    let seq = port.invoke(function, gpa, b.core, 0, Some(&record))?;
     let timed = rounds(b, |i| {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
@@ -254,8 +244,7 @@ fn pingpong(port: &Port, b: &BenchArgs, khz: u64, doorbell: bool) -> Result<(), 
             b.core
         )));
     }
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(kind.name(), khz));
+    print_summary(kind.name(), khz, &mut samples)?;
     let hrt_rounds = cell.result.load(Ordering::Acquire);
     let ours = b.warmup.saturating_add(b.iters) as u64;
     out!("{}.rounds={hrt_rounds} expected={ours} gpa={gpa:#x}", kind.name());
@@ -282,11 +271,11 @@ fn invoke_poll(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     let gpa = guest_physical(addr)?;
     let record = cells(1);
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
-    let seq = port.invoke(FUNC_CHANNEL, gpa, b.core, 0, Some(&record))?;
+    let seq = port.invoke(func::CHANNEL, gpa, b.core, 0, Some(&record))?;
     let timed = rounds(b, |i| {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let t0 = rdtsc();
-        page.post(i, FUNC_ECHO, i);
+        page.post(i, func::ECHO, i);
         let mut spins = 0u32;
         while page.resp_seq.load(Ordering::Acquire) != i {
             spins = spins.wrapping_add(1);
@@ -328,8 +317,7 @@ fn invoke_poll(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
             b.core
         )));
     }
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(BenchKind::InvokePoll.name(), khz));
+    print_summary(BenchKind::InvokePoll.name(), khz, &mut samples)?;
     let served = cell.result.load(Ordering::Acquire);
     out!("invoke-poll.served={served} expected={ours} gpa={gpa:#x}");
     if served != ours {
@@ -352,7 +340,7 @@ fn hrt_null(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
         page.0[0].store(n as u64, Ordering::Relaxed);
         cell.seq.store(0, Ordering::Relaxed);
         let deadline = Instant::now() + ROUND_TIMEOUT;
-        let seq = port.invoke(FUNC_HCALL_BENCH, gpa, b.core, 0, Some(&record))?;
+        let seq = port.invoke(func::HYPERCALL_BENCH, gpa, b.core, 0, Some(&record))?;
         if let Err(seen) = spin_until(cell, deadline, |s| s == seq) {
             return Err(Error::failed(format!(
                 "no result after {} s from core {} (function 10, n={n}, invoke seq {seq}, completion seq {seen})",
@@ -398,7 +386,7 @@ fn invoke_async(port: &Port, b: &BenchArgs) -> Result<Vec<u64>, Error> {
         let deadline = Instant::now() + ROUND_TIMEOUT;
         let mut n = 0u32;
         let t0 = rdtsc();
-        let seq = port.invoke(FUNC_ECHO, i, b.core, 0, None)?;
+        let seq = port.invoke(func::ECHO, i, b.core, 0, None)?;
         let r = loop {
             let r = port.call(Op::InvokeResult, [b.core, 0, 0, 0, 0])?;
             n = n.wrapping_add(1);
@@ -437,7 +425,7 @@ fn reboot(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
     let cell = record.first().ok_or_else(|| Error::failed("no completion record"))?;
     let settle = |i: u64| -> Result<(), Error> {
         cell.seq.store(0, Ordering::Relaxed);
-        let seq = port.invoke(FUNC_ECHO, i, 0, 0, Some(&record))?;
+        let seq = port.invoke(func::ECHO, i, 0, 0, Some(&record))?;
         if let Err(seen) = spin_until(cell, Instant::now() + ROUND_TIMEOUT, |s| s == seq) {
             return Err(Error::failed(format!(
                 "reboot {i}: no echo from core 0 after {} s (invoke seq {seq}, completion seq {seen}): {}",
@@ -481,8 +469,7 @@ fn reboot(port: &Port, b: &BenchArgs, khz: u64) -> Result<(), Error> {
             spin_loop();
         }
     })?;
-    let summary = summarize(&mut samples).ok_or_else(|| Error::failed("no samples"))?;
-    out!("{}", summary.line(BenchKind::Reboot.name(), khz));
+    print_summary(BenchKind::Reboot.name(), khz, &mut samples)?;
     let r = query(port)?;
     out!("{}", status_line(&r));
     if matches!(HrtState::from_raw(r.rbx), Some(HrtState::Exited | HrtState::Faulted)) {

@@ -6,11 +6,11 @@
 //! (xorshift, fixed seed), and prints one line:
 //! `blkbench seq_mib=N seq_s=F seq_mib_s=F rand_ops=N rand_s=F rand_iops=F`.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Instant;
 
-use crate::Error;
+use crate::error::Error;
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;

@@ -17,48 +17,28 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use forwarder::layout::{self, SplitCall, SPLIT_OK, SPLIT_RETURN};
+use abi::func;
+
+use forwarder::layout::{self, SplitCall};
 
 use crate::cli::{ForwardArgs, ForwardKind};
+use crate::error::Error;
+use crate::forward_error::{check, FORWARD_CORRUPT};
 use crate::hcall::{Port, Version};
 use crate::proxy::{Mode, Proxy};
-use crate::{sys, Error};
+use crate::split::{expect_ok, SplitRunner};
+use crate::sys;
 
-const FUNC_ECHO: u64 = 0;
-const FUNC_GETPID: u64 = 14;
-const FUNC_SPLIT: u64 = 17;
-const FUNC_STRESS: u64 = 18;
-const FUNC_CORRUPT: u64 = 19;
 /// Default samples of `latency`, per call (and of `split-bench`).
 const LATENCY_CALLS: u64 = 1000;
 /// Default calls per core of `scaling`.
 const SCALING_CALLS: u64 = 20_000;
-/// What functions 14 and 18 answer when a forwarded call's answer was corrupt (fwd.rs).
-const FORWARD_CORRUPT: u64 = u64::MAX - 7;
 /// Default calls of `getpid` and (in all, poll mode) of `stress`.
 const GETPID_CALLS: u64 = 1000;
 const STRESS_CALLS_POLL: u64 = 1_000_000;
 const STRESS_CALLS_SLEEPING: u64 = 20_000;
 /// How long one test's invokes may take.
 const TIMEOUT: Duration = Duration::from_secs(600);
-/// Bytes of a split execution's stack.
-const SPLIT_STACK: usize = 256 * 1024;
-
-/// What HRT functions 14, 15, 18 answer instead of a result.
-fn hrt_error(result: u64) -> Option<&'static str> {
-    Some(match u64::MAX - result {
-        0 => "unknown function (an HRT without forwarding?)",
-        1 => "the channel is not mapped on the HRT",
-        2 => "the HRT refused the channel",
-        3 => "the HRT timed out waiting for the proxy",
-        4 => "a forwarded call failed",
-        5 => "a forwarded call answered something else than it must",
-        6 => "no channel attached on that core",
-        7 => "the channel was found corrupt",
-        8 => "the merged memory went away under the call",
-        _ => return None,
-    })
-}
 
 /// `hvm forward-test ...`.
 pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error> {
@@ -82,17 +62,10 @@ pub fn run(port: &Port, version: &Version, a: &ForwardArgs) -> Result<(), Error>
     }
 }
 
-pub(crate) fn check(what: &str, result: u64) -> Result<u64, Error> {
-    match hrt_error(result) {
-        Some(why) => Err(Error::failed(format!("forward-test {what}: the HRT answered {result:#x}: {why}"))),
-        None => Ok(result),
-    }
-}
-
 fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
     let mut proxy = Proxy::start(port, &[core], mode)?;
     let t0 = Instant::now();
-    let outcome = proxy.run(&[core], FUNC_GETPID, &[calls], TIMEOUT);
+    let outcome = proxy.run(&[core], func::FWD_GETPID, &[calls], TIMEOUT);
     let secs = t0.elapsed().as_secs_f64();
     let stopped = proxy.stop();
     let hrt_pid = check("getpid", outcome?[0])?;
@@ -115,64 +88,9 @@ fn getpid(port: &Port, core: u64, mode: Mode, calls: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// The TLS pointer (FS base) of this thread.
-pub(crate) fn fs_base() -> u64 {
-    let mut fs: u64 = 0;
-    // SAFETY: arch_prctl(ARCH_GET_FS) writes one u64 to the address given, which is ours.
-    unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
-    fs
-}
-
-/// A split execution's stack and record, reusable for many runs on one core.
-pub(crate) struct SplitRunner {
-    stack: Vec<u64>,
-    record: Box<SplitCall>,
-}
-
-impl SplitRunner {
-    pub(crate) fn new() -> SplitRunner {
-        let mut stack = vec![0u64; SPLIT_STACK / 8];
-        // Touch every page (calloc'd memory may not be), so the stack needs no page-fault forwarding.
-        for w in stack.iter_mut().step_by(512) {
-            // SAFETY: a write to our own Vec's element.
-            unsafe { std::ptr::write_volatile(w, 1) };
-        }
-        SplitRunner { stack, record: Box::default() }
-    }
-
-    /// Runs `entry(arg)` on `core` at CPL3 in this process's address space (HRT function 17),
-    /// serving its system calls; the record's outputs.
-    pub(crate) fn run(&mut self, proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
-        let base = self.stack.as_ptr() as u64;
-        let rsp = ((base + SPLIT_STACK as u64) & !15) - 16 - 8;
-        let slot = ((rsp - base) / 8) as usize;
-        self.stack[slot] = SPLIT_RETURN;
-        *self.record = SplitCall { entry: entry as usize as u64, arg, stack: rsp, fs_base: fs_base(), ..SplitCall::default() };
-        let va = &*self.record as *const SplitCall as u64;
-        let status = proxy.run(&[core], FUNC_SPLIT, &[va], TIMEOUT)?[0];
-        // SAFETY: the HRT wrote the record (through its physical window) before completing the
-        // invoke, which `run` waited for with acquire; reading it volatile sees those writes.
-        let out = unsafe { std::ptr::read_volatile(&*self.record) };
-        if let Some(why) = hrt_error(status) {
-            return Err(Error::failed(format!("split: HRT function 17 answered {status:#x}: {why}")));
-        }
-        Ok(out)
-    }
-}
-
 /// One split execution of `entry(arg)` on `core` (see [`SplitRunner::run`]).
 fn split(proxy: &mut Proxy<'_>, core: u64, entry: extern "C" fn(u64) -> u64, arg: u64) -> Result<SplitCall, Error> {
     SplitRunner::new().run(proxy, core, entry, arg)
-}
-
-pub(crate) fn expect_ok(what: &str, r: &SplitCall) -> Result<(), Error> {
-    if r.status != SPLIT_OK {
-        return Err(Error::failed(format!(
-            "split {what}: the execution ended with status {:#x} (result {:#x}, {} syscalls, {} page faults)",
-            r.status, r.result, r.syscalls, r.page_faults
-        )));
-    }
-    Ok(())
 }
 
 const HELLO: &[u8] = b"split: hello from a ROS function on the HRT, through a forwarded write()\n";
@@ -390,11 +308,12 @@ fn split_checks(proxy: &mut Proxy<'_>, core: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs on the HRT: a hypercall attempt (`out 0xe4, eax`) at CPL3, which must fault (#GP: no I/O
-/// permission on HRT cores), ending the execution. Returns 0 if it did not.
+/// Runs on the HRT: a hypercall attempt (VERSION, the ABI crate's `out 0xe4, eax`) at CPL3, which
+/// must fault (#GP: no I/O permission on HRT cores), ending the execution. Returns 0 if it did not.
 extern "C" fn split_port_io(_arg: u64) -> u64 {
-    // SAFETY: on the HRT this faults before it does anything; it is never run in the ROS.
-    unsafe { core::arch::asm!("out 0xe4, eax", in("eax") 0u32, options(nomem, nostack)) };
+    // SAFETY: on the HRT the `out` faults before it does anything; it is never run in the ROS (where
+    // it would be a VERSION, which writes no memory).
+    let _ = unsafe { abi::client::hypercall(abi::Op::Version, [0; 5]) };
     0
 }
 
@@ -423,7 +342,7 @@ fn stress(port: &Port, version: &Version, mode: Mode, calls: Option<u64>, syscal
     let fd1 = if syscall { fd as u64 + 1 } else { 0 };
     let args: Vec<u64> = cores.iter().map(|_| (fd1 << 32) | per_core).collect();
     let t0 = Instant::now();
-    let outcome = proxy.run(&cores, FUNC_STRESS, &args, TIMEOUT);
+    let outcome = proxy.run(&cores, func::FWD_STRESS, &args, TIMEOUT);
     let secs = t0.elapsed().as_secs_f64();
     let stopped = proxy.stop();
     // SAFETY: our own fd.
@@ -457,7 +376,7 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     let cores: Vec<u64> = (0..version.hrt_cores.min(2)).collect();
     // The HRT corrupts core 0's channel; the proxy must see it and keep serving the others.
     let mut proxy = Proxy::start(port, &cores, mode)?;
-    let r = check("corrupt (HRT side)", proxy.run(&[0], FUNC_CORRUPT, &[0], TIMEOUT)?[0])?;
+    let r = check("corrupt (HRT side)", proxy.run(&[0], func::FWD_CORRUPT, &[0], TIMEOUT)?[0])?;
     if r != 0 {
         return Err(Error::failed(format!("corrupt: HRT function 19 answered {r:#x}")));
     }
@@ -466,7 +385,7 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
         proxy.serve(Instant::now() + Duration::from_secs(5), || false);
     }
     let failed = proxy.stats.failed.first().cloned().flatten();
-    let other = if cores.len() > 1 { Some(check("getpid on core 1", proxy.run(&[1], FUNC_GETPID, &[100], TIMEOUT)?[0])?) } else { None };
+    let other = if cores.len() > 1 { Some(check("getpid on core 1", proxy.run(&[1], func::FWD_GETPID, &[100], TIMEOUT)?[0])?) } else { None };
     let stats = proxy.stop()?;
     let Some(why) = failed else {
         return Err(Error::failed("corrupt: the proxy did not detect the HRT's corrupt request"));
@@ -484,8 +403,8 @@ fn corrupt(port: &Port, version: &Version, mode: Mode) -> Result<(), Error> {
     // SAFETY: the word lies in channel 0's region, which the proxy owns and no longer serves;
     // an atomic store, as every access to the region is.
     unsafe { AtomicU64::from_ptr(response_1 as *mut u64) }.store(999, Ordering::Release);
-    let r = proxy.run(&[0], FUNC_GETPID, &[1], TIMEOUT)?[0];
-    let echo = proxy.call_quiet(0, FUNC_ECHO, 0x1234)?;
+    let r = proxy.run(&[0], func::FWD_GETPID, &[1], TIMEOUT)?[0];
+    let echo = proxy.call_quiet(0, func::ECHO, 0x1234)?;
     proxy.stop()?;
     if r != FORWARD_CORRUPT || echo != 0x1234 {
         return Err(Error::failed(format!("corrupt: the HRT answered {r:#x} (want {FORWARD_CORRUPT:#x}: corrupt) and echo {echo:#x}")));

@@ -19,19 +19,19 @@
 
 use std::time::{Duration, Instant};
 
+use abi::func;
+use benchline::{sample_lines, Summary};
 use forwarder::layout;
 
-use crate::forward::SplitRunner;
+use crate::error::Error;
+use crate::forward_error::check;
 use crate::hcall::{Port, Version};
+use crate::phase::Phase;
 use crate::proxy::{Mode, Proxy};
-use crate::bench::tsc_khz;
-use crate::stats::{sample_lines, summarize, Phase};
-use crate::sys::{self, rdtsc};
-use crate::Error;
+use crate::split::{expect_ok, SplitRunner};
+use crate::sys;
+use crate::tsc::{rdtsc, tsc_khz};
 
-/// HRT functions.
-const FUNC_STRESS: u64 = 18;
-const FUNC_TIMED: u64 = 22;
 /// Function 22's job: words before the samples; "no companion call".
 const TIMED_HEADER_WORDS: usize = 16;
 const TIMED_NONE: u64 = u64::MAX;
@@ -152,7 +152,7 @@ fn report(name: &str, khz: u64, mut samples: Vec<u64>, phase: String) {
     for l in sample_lines(name, khz, &samples) {
         out!("{l}");
     }
-    if let Some(s) = summarize(&mut samples) {
+    if let Some(s) = Summary::of(&mut samples) {
         out!("{}", s.line(name, khz));
     }
     out!("{phase}");
@@ -229,10 +229,10 @@ pub fn latency(port: &Port, core: u64, mode: Mode, n: u64, quick: bool) -> Resul
         let n = samples_for(n, w.size);
         let buf = job(n, w);
         let phase = Phase::begin(port);
-        let r = proxy.run(&[core], FUNC_TIMED, &[buf.as_ptr() as u64], TIMEOUT);
+        let r = proxy.run(&[core], func::FWD_TIMED, &[buf.as_ptr() as u64], TIMEOUT);
         let name = format!("forward-{}-{}", w.name, mode.name());
         let line = phase.end(&name, n);
-        match r.and_then(|r| crate::forward::check(&format!("latency {}", w.name), r[0])) {
+        match r.and_then(|r| check(&format!("latency {}", w.name), r[0])) {
             Ok(got) if got == n => {}
             Ok(got) => outcome = Err(Error::failed(format!("latency {}: HRT function 22 answered {got}, not {n}", w.name))),
             Err(e) => outcome = Err(e),
@@ -329,7 +329,7 @@ fn timed_split(
     let result = match proxy {
         Some((proxy, runner, core)) => {
             let r = runner.run(proxy, core, f, arg)?;
-            crate::forward::expect_ok(name, &r)?;
+            expect_ok(name, &r)?;
             r.result
         }
         None => f(arg),
@@ -366,7 +366,7 @@ pub fn split_bench(port: &Port, core: u64, mode: Mode, n: u64) -> Result<(), Err
         for _ in 0..rounds {
             let t0 = rdtsc();
             let r = runner.run(&mut proxy, core, split_null, 0)?;
-            crate::forward::expect_ok("null", &r)?;
+            expect_ok("null", &r)?;
             samples.push(rdtsc().wrapping_sub(t0));
         }
         let name = format!("split-null-{}", mode.name());
@@ -395,12 +395,12 @@ pub fn scaling(port: &Port, version: &Version, mode: Mode, per_core: u64) -> Res
         let args: Vec<u64> = cores.iter().map(|_| per_core).collect();
         let phase = Phase::begin(port);
         let t0 = Instant::now();
-        let outcome = proxy.run(&cores, FUNC_STRESS, &args, TIMEOUT);
+        let outcome = proxy.run(&cores, func::FWD_STRESS, &args, TIMEOUT);
         let secs = t0.elapsed().as_secs_f64();
         let line = phase.end(&format!("scaling-{k}-{}", mode.name()), per_core * k);
         let stopped = proxy.stop();
         for r in outcome? {
-            if crate::forward::check("scaling", r)? != per_core {
+            if check("scaling", r)? != per_core {
                 return Err(Error::failed(format!("scaling: a core answered {r}, not {per_core}")));
             }
         }

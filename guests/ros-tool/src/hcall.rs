@@ -3,8 +3,9 @@
 use abi::client::{self, Ret};
 use abi::{HcallError, HvmInfo, Op, ABI_VERSION, HRT_DOORBELL_PORT, HYPERCALL_PORT};
 
-use crate::invoke::CompletionCell;
-use crate::{sys, Error};
+use crate::completion::CompletionCell;
+use crate::error::Error;
+use crate::sys;
 
 /// An unclaimed port for `bench exit`: duet drops writes to ports no device claims. Outside
 /// 0xe4..=0xe7, the four ports of the hypercall's `out 0xe4, eax`, and 0xe8..=0xeb, the HRT
@@ -136,18 +137,14 @@ impl Port {
     /// [`HRT_DOORBELL_PORT`]; duet raises the wake-up vector on that core without an exit to the
     /// VMM. Another value is ignored.
     pub fn ring_hrt(&self, core: u32) {
-        // SAFETY: `open` got ioperm for the doorbell's four ports; the write touches no memory.
-        unsafe {
-            core::arch::asm!("out dx, eax", in("dx") HRT_DOORBELL_PORT, in("eax") core, options(nomem, nostack, preserves_flags));
-        }
+        // SAFETY: `open` got ioperm for the doorbell's four ports.
+        unsafe { out32(HRT_DOORBELL_PORT, core) };
     }
 
     /// A mark with `code` on duet's debug port (one user-space VM exit).
     pub fn mark(&self, code: u32) {
-        // SAFETY: `open` got ioperm for the mark register's four ports; the write touches no memory.
-        unsafe {
-            core::arch::asm!("out dx, eax", in("dx") MARK_PORT, in("eax") code, options(nomem, nostack, preserves_flags));
-        }
+        // SAFETY: `open` got ioperm for the mark register's four ports.
+        unsafe { out32(MARK_PORT, code) };
     }
 
     /// One `out` to [`BENCH_PORT`]: a plain user-space VM exit that no device handles.
@@ -164,6 +161,10 @@ impl Port {
     }
 
     /// A hypercall with any RAX (all 64 bits) and arguments; returns RAX, RBX, RCX, RDX.
+    ///
+    /// This is the one hypercall instruction of its own here: [`client::hypercall`] takes an
+    /// [`Op`] (so no unknown operation or high RAX bits) and returns nothing but the error when RAX
+    /// says one, and `hvm raw` probes exactly those cases and prints every register.
     ///
     /// # Safety
     /// Arguments that name our memory may make the VMM write there (PARTITION_INFO, INVOKE's
@@ -188,5 +189,18 @@ impl Port {
             );
         }
         [a, b, c, d]
+    }
+}
+
+/// A 4-byte `out` of `value` to `port` (the doorbell, the mark register).
+///
+/// # Safety
+/// The process must have I/O permission for the four ports `port..port + 4` (ioperm); the VMM's
+/// device behind them must be one whose write does nothing to our memory (both are).
+#[inline]
+unsafe fn out32(port: u16, value: u32) {
+    // SAFETY: the caller has the permission (see above); the instruction touches no memory.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags));
     }
 }

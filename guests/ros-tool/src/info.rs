@@ -3,8 +3,8 @@
 use abi::client::Ret;
 use abi::{HrtFault, HrtState, MemRange, Op};
 
+use crate::error::Error;
 use crate::hcall::{Port, Version};
-use crate::Error;
 
 /// `base+len` in hex.
 fn range(r: &MemRange) -> String {

@@ -1,59 +1,19 @@
 //! `hvm invoke` and `hvm result`: completion records in locked memory, spinning for the outcome.
 
-use std::hint::spin_loop;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use abi::{Completion, HrtState, Op, ALL_CORES, INVOKE_NOTIFY};
+use abi::{HrtState, Op, ALL_CORES, INVOKE_NOTIFY};
 
 use crate::cli::{InvokeArgs, Target};
+use crate::completion::{cells, spin_until, CompletionCell};
+use crate::error::Error;
 use crate::hcall::{Port, Version};
 use crate::info::{query, status_line};
-use crate::Error;
 
 /// How often a sync invoke looks at HRT_STATUS while it waits, to give up at once on an HRT that
 /// exited or faulted instead of at the timeout.
 const STATUS_EVERY: Duration = Duration::from_millis(50);
-
-/// A [`Completion`] record as atomics: the HRT writes it from outside this process.
-#[derive(Debug, Default)]
-#[repr(C, align(16))]
-pub struct CompletionCell {
-    /// [`Completion::seq`].
-    pub seq: AtomicU64,
-    /// [`Completion::result`].
-    pub result: AtomicU64,
-}
-
-const _: () = {
-    assert!(core::mem::size_of::<CompletionCell>() == core::mem::size_of::<Completion>());
-    assert!(core::mem::align_of::<CompletionCell>() == core::mem::align_of::<Completion>());
-    assert!(core::mem::offset_of!(CompletionCell, seq) == core::mem::offset_of!(Completion, seq));
-    assert!(core::mem::offset_of!(CompletionCell, result) == core::mem::offset_of!(Completion, result));
-};
-
-/// `n` zeroed records (16-byte aligned: the element alignment), in memory locked by mlockall.
-pub fn cells(n: usize) -> Vec<CompletionCell> {
-    (0..n).map(|_| CompletionCell::default()).collect()
-}
-
-/// Spins until `cell.seq` satisfies `done` (Acquire), checking the clock every 1024 spins. Returns
-/// the sequence number seen, or `Err(last seen)` at `deadline`.
-#[inline]
-pub fn spin_until(cell: &CompletionCell, deadline: Instant, done: impl Fn(u64) -> bool) -> Result<u64, u64> {
-    let mut spins = 0u32;
-    loop {
-        let seq = cell.seq.load(Ordering::Acquire);
-        if done(seq) {
-            return Ok(seq);
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1024) && Instant::now() >= deadline {
-            return Err(seq);
-        }
-        spin_loop();
-    }
-}
 
 /// `core=N seq=S result=0x.. (decimal)`.
 fn result_line(core: u64, seq: u64, result: u64) -> String {

@@ -1,13 +1,14 @@
-//! `hvm boot`, `hvm reboot`, `hvm replace`: the request, then polling HRT_STATUS until Ready.
+//! The lifecycle commands: `hvm boot`, `hvm reboot`, `hvm replace` (the HRT's: the request, then
+//! polling HRT_STATUS until Ready) and `hvm exit` (the whole VM's end).
 
 use std::time::{Duration, Instant};
 
 use abi::{HrtState, Op};
 
 use crate::cli::Request;
+use crate::error::Error;
 use crate::hcall::Port;
 use crate::info::{query, status_line};
-use crate::Error;
 
 /// How long to sleep between two HRT_STATUS polls.
 const POLL: Duration = Duration::from_micros(100);
@@ -71,4 +72,10 @@ pub fn run(port: &Port, request: &Request, wait: Duration) -> Result<(), Error> 
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// `hvm exit STATUS`: returns only if the VM did not end.
+pub fn exit(port: &Port, status: u64) -> Result<(), Error> {
+    port.call(Op::Exit, [status, 0, 0, 0, 0])?;
+    Err(Error::failed("EXIT returned: the VM is still running"))
 }

@@ -9,8 +9,6 @@
 //! locks its memory with `mlockall`, so that buffers and completion records the VMM reads or writes
 //! stay resident. Then (except for `hvm raw` and `hvm bench exit`, which work in any VM) it checks
 //! with `VERSION` that a duet VMM answers on the port.
-#![warn(missing_docs, clippy::undocumented_unsafe_blocks, clippy::unwrap_used, clippy::panic)]
-#![deny(unsafe_op_in_unsafe_fn)]
 
 /// Writes one line to stdout, ignoring write errors (a closed stdout must not panic).
 macro_rules! out {
@@ -23,42 +21,28 @@ macro_rules! out {
 mod bench;
 mod blkbench;
 mod cli;
+mod completion;
+mod error;
+mod events;
 mod forward;
+mod forward_error;
 mod fwdbench;
 mod hcall;
+mod hcall_probes;
 mod info;
 mod invoke;
 mod lifecycle;
 mod merge;
-mod misc;
-mod probe;
+mod phase;
+mod probe_mem;
 mod proxy;
-mod stats;
+mod split;
 mod sys;
+mod tsc;
 mod vsock;
 
 use cli::Cmd;
-
-/// Why `hvm` failed.
-#[derive(Debug)]
-pub enum Error {
-    /// Bad command line (exit status 2).
-    Usage(String),
-    /// Anything else (exit status 1).
-    Failed(String),
-}
-
-impl Error {
-    /// A failure with this message.
-    pub fn failed(msg: impl Into<String>) -> Error {
-        Error::Failed(msg.into())
-    }
-
-    /// A usage error with this message.
-    pub fn usage(msg: impl Into<String>) -> Error {
-        Error::Usage(msg.into())
-    }
-}
+use error::Error;
 
 fn main() {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -100,14 +84,14 @@ fn run(args: &[String]) -> Result<(), Error> {
     }
     if let Cmd::ProbeMem { base, len, stride } = cmd {
         // No hypercall: this is what any root process could do.
-        return probe::probe_mem(base, len, stride);
+        return probe_mem::probe_mem(base, len, stride);
     }
     let bench_exit = matches!(&cmd, Cmd::Bench(b) if b.kind == cli::BenchKind::Exit);
     let port = hcall::Port::open(bench_exit)?;
     // Neither needs a duet VMM: `raw` is a probe, `bench exit` the baseline of any VM.
     match &cmd {
         Cmd::Raw { rax, args } => {
-            misc::raw(&port, *rax, *args);
+            hcall_probes::raw(&port, *rax, *args);
             return Ok(());
         }
         Cmd::Bench(b) if bench_exit => return bench::run(&port, b),
@@ -121,10 +105,10 @@ fn run(args: &[String]) -> Result<(), Error> {
         Cmd::Lifecycle { request, wait } => lifecycle::run(&port, &request, wait),
         Cmd::Invoke(a) => invoke::invoke(&port, &version, &a),
         Cmd::Result { core } => invoke::result(&port, core),
-        Cmd::Events => misc::events(&port),
-        Cmd::Post { event, payload } => misc::post(&port, event, payload),
-        Cmd::Exit { status } => misc::exit(&port, status),
-        Cmd::Flood { n } => misc::flood(&port, n),
+        Cmd::Events => events::events(&port),
+        Cmd::Post { event, payload } => events::post(&port, event, payload),
+        Cmd::Exit { status } => lifecycle::exit(&port, status),
+        Cmd::Flood { n } => hcall_probes::flood(&port, n),
         Cmd::Bench(b) => bench::run(&port, &b),
         Cmd::Merge { merge, target } => merge::run(&port, &version, merge, target),
         Cmd::MergeTest { core } => merge::test(&port, core),

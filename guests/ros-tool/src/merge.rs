@@ -5,21 +5,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use abi::ALL_CORES;
+use abi::{func, ALL_CORES};
 
 use crate::cli::{Target, DEFAULT_INVOKE_TIMEOUT};
+use crate::completion::cells;
+use crate::error::Error;
 use crate::hcall::{Port, Version};
-use crate::invoke::{cells, no_result, wait};
-use crate::{sys, Error};
+use crate::invoke::{no_result, wait};
+use crate::sys;
 
-/// duet's HRT: invoke function 0, echo.
-const FUNC_ECHO: u64 = 0;
-/// duet's HRT: invoke function 12, read the u64 at a virtual address by walking its page tables.
-const FUNC_READ_USER: u64 = 12;
-/// duet's HRT: invoke function 13, complement the u64 at a virtual address (mapped writable).
-const FUNC_FLIP_USER: u64 = 13;
-/// What functions 12 and 13 answer for an address that is not mapped (13: or not writable).
-const NOT_MAPPED: u64 = u64::MAX - 1;
 
 /// The name of MERGE (`true`) or UNMERGE in the output.
 fn name(merge: bool) -> &'static str {
@@ -120,15 +114,15 @@ impl Drop for UntouchedPage {
 /// The checks of `hvm merge-test` between MERGE and UNMERGE; the values for the report line.
 fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Result<(u64, u64, u64), Error> {
     let va = cell as *const AtomicU64 as u64;
-    let hrt_read = crate::invoke::sync(port, core, FUNC_READ_USER, va)?;
+    let hrt_read = crate::invoke::sync(port, core, func::READ_USER, va)?;
     if hrt_read != pattern {
         return Err(Error::failed(format!(
             "merge-test: the HRT read {hrt_read:#x} at {va:#x}, this process holds {pattern:#x} there \
              ({}): the user half is not shared",
-            if hrt_read == NOT_MAPPED { "not mapped on the HRT" } else { "other bytes" }
+            if hrt_read == func::NOT_MAPPED { "not mapped on the HRT" } else { "other bytes" }
         )));
     }
-    let flipped = crate::invoke::sync(port, core, FUNC_FLIP_USER, va)?;
+    let flipped = crate::invoke::sync(port, core, func::FLIP_USER, va)?;
     if flipped != !pattern {
         return Err(Error::failed(format!("merge-test: the HRT's flip at {va:#x} answered {flipped:#x}, expected {:#x}", !pattern)));
     }
@@ -142,17 +136,18 @@ fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Resu
     // A page this process never touched: not present in its page tables, so not on the HRT either
     // (what page-fault forwarding will serve). Touched, the HRT sees it at once: it walks the tables.
     let page = UntouchedPage::new()?;
-    let untouched = crate::invoke::sync(port, core, FUNC_READ_USER, page.addr as u64)?;
-    if untouched != NOT_MAPPED {
+    let untouched = crate::invoke::sync(port, core, func::READ_USER, page.addr as u64)?;
+    if untouched != func::NOT_MAPPED {
         return Err(Error::failed(format!(
-            "merge-test: the HRT read {untouched:#x} at the untouched page {:#x}, expected not mapped ({NOT_MAPPED:#x})",
-            page.addr
+            "merge-test: the HRT read {untouched:#x} at the untouched page {:#x}, expected not mapped ({:#x})",
+            page.addr,
+            func::NOT_MAPPED
         )));
     }
     let touched_value = pattern.rotate_left(17);
     // SAFETY: the page is ours, mapped read-write, 4096 bytes, page-aligned; no reference points into it.
     unsafe { std::ptr::write_volatile(page.addr as *mut u64, touched_value) };
-    let touched = crate::invoke::sync(port, core, FUNC_READ_USER, page.addr as u64)?;
+    let touched = crate::invoke::sync(port, core, func::READ_USER, page.addr as u64)?;
     if touched != touched_value {
         return Err(Error::failed(format!(
             "merge-test: after this process touched the page at {:#x} the HRT read {touched:#x}, expected {touched_value:#x}",
@@ -168,7 +163,7 @@ fn merged_checks(port: &Port, core: u64, cell: &AtomicU64, pattern: u64) -> Resu
 /// value written); UNMERGE (0); an echo invoke still works. Prints
 /// `merge-test ok pattern=0x.. hrt_read=0x.. flipped=0x.. untouched=not-present touched=0x..`.
 pub fn test(port: &Port, core: u64) -> Result<(), Error> {
-    let pattern = 0x6d_6572_6765_u64 ^ sys::rdtsc();
+    let pattern = 0x6d_6572_6765_u64 ^ crate::tsc::rdtsc();
     let cell = Box::new(AtomicU64::new(pattern));
     sys::mlock(&*cell as *const AtomicU64 as usize, 8)?;
     let merged = crate::invoke::merge_sync(port, true, core)?;
@@ -184,7 +179,7 @@ pub fn test(port: &Port, core: u64) -> Result<(), Error> {
         return Err(Error::failed(format!("merge-test: UNMERGE on core {core} answered {unmerged:#x}, not 0")));
     }
     let echo = 0x6563_686f ^ pattern;
-    let got = crate::invoke::sync(port, core, FUNC_ECHO, echo)?;
+    let got = crate::invoke::sync(port, core, func::ECHO, echo)?;
     if got != echo {
         return Err(Error::failed(format!("merge-test: echo after UNMERGE answered {got:#x}, expected {echo:#x}")));
     }

@@ -20,18 +20,15 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use forwarder::layout::{self, MODE_ADAPTIVE, MODE_NOTIFY, MODE_POLL, PSEUDO_BASE, PSEUDO_ECHO, PSEUDO_PAGE_FAULT};
+use abi::{func, ForwardMode};
 use forwarder::{CacheLine, Channel, Consumer, Request};
-use abi::ForwardMode;
+use forwarder::layout::{self, MODE_ADAPTIVE, MODE_NOTIFY, MODE_POLL, PSEUDO_BASE, PSEUDO_ECHO, PSEUDO_PAGE_FAULT};
 
+use crate::completion::CompletionCell;
+use crate::error::Error;
 use crate::hcall::Port;
-use crate::invoke::CompletionCell;
-use crate::{sys, Error};
+use crate::sys;
 
-/// HRT functions (docs/hypercalls.md "duet's HRT invoke functions").
-pub const FUNC_ATTACH: u64 = 15;
-/// Detach this core's channel.
-pub const FUNC_DETACH: u64 = 16;
 /// Slots per channel.
 const SLOTS: u32 = 64;
 /// Where the doorbell UART is (Linux's name for COM2).
@@ -230,7 +227,7 @@ impl<'p> Proxy<'p> {
         }
         for i in 0..n {
             let (core, va) = (proxy.cores[i], proxy.regions_va[i]);
-            let r = proxy.call_quiet(core, FUNC_ATTACH, va)?;
+            let r = proxy.call_quiet(core, func::FWD_ATTACH, va)?;
             if r != 0 {
                 return Err(Error::failed(format!("proxy: attaching core {core} to its channel at {va:#x} answered {r:#x}")));
             }
@@ -381,7 +378,7 @@ impl<'p> Proxy<'p> {
     pub fn stop(self) -> Result<Stats, Error> {
         let mut first_error = None;
         for &core in &self.cores {
-            if let Err(e) = self.call_quiet(core, FUNC_DETACH, 0) {
+            if let Err(e) = self.call_quiet(core, func::FWD_DETACH, 0) {
                 first_error.get_or_insert(e);
             }
         }

@@ -1,10 +1,9 @@
-//! Linux and CPU plumbing: port access, memory locking, guest-physical addresses, the TSC.
+//! Linux plumbing: port access, memory locking, guest-physical addresses.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::error::Error;
 
 /// `ioperm(port, len, 1)`. An access of N bytes needs all N ports: `out 0xe4, eax` needs 0xe4..=0xe7.
 pub fn ioperm(port: u16, len: u16) -> Result<(), Error> {
@@ -71,32 +70,4 @@ pub fn guest_physical(addr: usize) -> Result<u64, Error> {
         return Err(Error::failed("/proc/self/pagemap hides physical addresses (needs root with CAP_SYS_ADMIN)"));
     }
     Ok(pfn * page + addr % page)
-}
-
-/// The TSC, ordered against the instructions around it (`lfence; rdtsc; lfence`).
-#[inline(always)]
-pub fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: lfence and rdtsc read the TSC and touch no memory; without `nomem` the asm is also a
-    // compiler barrier, so timed memory accesses stay between two readings.
-    unsafe {
-        core::arch::asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nostack, preserves_flags));
-    }
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-/// Measures the TSC frequency in kHz against CLOCK_MONOTONIC over about 100 ms.
-pub fn calibrate_tsc_khz() -> u64 {
-    let (t0, c0) = (Instant::now(), rdtsc());
-    std::thread::sleep(Duration::from_millis(100));
-    let (c1, t1) = (rdtsc(), Instant::now());
-    let ns = t1.duration_since(t0).as_nanos().max(1);
-    let khz = u128::from(c1.wrapping_sub(c0)) * 1_000_000 / ns;
-    u64::try_from(khz).unwrap_or(u64::MAX).max(1)
-}
-
-/// Cycles to nanoseconds at `khz`.
-pub fn cycles_to_ns(cycles: u64, khz: u64) -> u64 {
-    let ns = u128::from(cycles) * 1_000_000 / u128::from(khz.max(1));
-    u64::try_from(ns).unwrap_or(u64::MAX)
 }

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The usage text of `hvm vsock`.
 pub const USAGE: &str = "hvm vsock listen PORT | hvm vsock send CID PORT MESSAGE";

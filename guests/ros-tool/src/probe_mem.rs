@@ -5,7 +5,7 @@
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The pattern written to every probed word.
 const PATTERN: u64 = 0x5a5a_5a5a_a5a5_a5a5;
