@@ -34,10 +34,19 @@ pub fn status(rax: u64) -> Result<(), HcallError> {
 /// memory named by them ([`Op::PartitionInfo`], the [`crate::Completion`] record of [`Op::Invoke`]).
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn hypercall(op: Op, args: [u64; 5]) -> Result<Ret, HcallError> {
-    let rax: u64;
-    let rbx: u64;
-    let rcx: u64;
-    let rdx: u64;
+    // SAFETY: the caller's guarantees above are `hypercall_raw`'s, for a valid operation.
+    let [rax, rbx, rcx, rdx] = unsafe { hypercall_raw(op as u64, args) };
+    status(rax).map(|()| Ret { rbx, rcx, rdx })
+}
+
+/// The hypercall instruction itself with any RAX (a probe may send a number that is no operation):
+/// returns RAX, RBX, RCX, RDX as the VMM left them.
+///
+/// # Safety
+/// As [`hypercall`]: port I/O permission, and arguments whose memory the caller lets the VMM write.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn hypercall_raw(rax: u64, args: [u64; 5]) -> [u64; 4] {
+    let (a, b, c, d): (u64, u64, u64, u64);
     // SAFETY: the caller vouches for port access and the arguments (see above). RBX is reserved by
     // LLVM, so it is swapped in and out through a scratch register around the `out`.
     unsafe {
@@ -45,14 +54,14 @@ pub unsafe fn hypercall(op: Op, args: [u64; 5]) -> Result<Ret, HcallError> {
             "xchg {b}, rbx",
             "out 0xe4, eax",
             "xchg {b}, rbx",
-            b = inout(reg) args[0] => rbx,
-            inout("rax") op as u64 => rax,
-            inout("rcx") args[1] => rcx,
-            inout("rdx") args[2] => rdx,
+            b = inout(reg) args[0] => b,
+            inout("rax") rax => a,
+            inout("rcx") args[1] => c,
+            inout("rdx") args[2] => d,
             in("rsi") args[3],
             in("rdi") args[4],
             options(nostack, preserves_flags),
         );
     }
-    status(rax).map(|()| Ret { rbx, rcx, rdx })
+    [a, b, c, d]
 }

@@ -162,33 +162,16 @@ impl Port {
 
     /// A hypercall with any RAX (all 64 bits) and arguments; returns RAX, RBX, RCX, RDX.
     ///
-    /// This is the one hypercall instruction of its own here: [`client::hypercall`] takes an
-    /// [`Op`] (so no unknown operation or high RAX bits) and returns nothing but the error when RAX
-    /// says one, and `hvm raw` probes exactly those cases and prints every register.
+    /// `hvm raw` probes unknown operations and high RAX bits and prints every register, so this
+    /// takes [`abi::client::hypercall_raw`], not the typed [`client::hypercall`].
     ///
     /// # Safety
     /// Arguments that name our memory may make the VMM write there (PARTITION_INFO, INVOKE's
     /// completion record): the caller must accept that, as `hvm raw`, a deliberate probe that reads
     /// nothing of its memory afterwards, does.
     pub unsafe fn raw(&self, rax: u64, args: [u64; 5]) -> [u64; 4] {
-        let (a, b, c, d): (u64, u64, u64, u64);
         // SAFETY: `self` proves ioperm succeeded; the caller accepts the VMM's writes (see above).
-        // RBX is reserved by LLVM, so it goes in and out through a scratch register.
-        unsafe {
-            core::arch::asm!(
-                "xchg {b}, rbx",
-                "out 0xe4, eax",
-                "xchg {b}, rbx",
-                b = inout(reg) args[0] => b,
-                inout("rax") rax => a,
-                inout("rcx") args[1] => c,
-                inout("rdx") args[2] => d,
-                in("rsi") args[3],
-                in("rdi") args[4],
-                options(nostack, preserves_flags),
-            );
-        }
-        [a, b, c, d]
+        unsafe { abi::client::hypercall_raw(rax, args) }
     }
 }
 
