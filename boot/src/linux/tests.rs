@@ -8,32 +8,9 @@ fn guest(size: u64) -> GuestMemoryMmap<()> {
     GuestMemoryMmap::from_ranges(&ranges).expect("anonymous memory")
 }
 
-/// A minimal x86-64 ELF with one PT_LOAD segment of `body` at physical `paddr`.
+/// A minimal x86-64 ELF with one PT_LOAD segment of `body` at physical `paddr`, entered there.
 fn elf(paddr: u64, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 2; // 64-bit
-    f[5] = 1; // little endian
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
-    f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    f[24..32].copy_from_slice(&paddr.to_le_bytes()); // entry
-    f[32..40].copy_from_slice(&64u64.to_le_bytes()); // phoff
-    f[52..54].copy_from_slice(&64u16.to_le_bytes()); // ehsize
-    f[54..56].copy_from_slice(&56u16.to_le_bytes()); // phentsize
-    f[56..58].copy_from_slice(&1u16.to_le_bytes()); // phnum
-    let ph = 64;
-    f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    f[ph + 4..ph + 8].copy_from_slice(&7u32.to_le_bytes());
-    f[ph + 8..ph + 16].copy_from_slice(&0x1000u64.to_le_bytes()); // offset
-    f[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes()); // vaddr
-    f[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes()); // paddr
-    f[ph + 32..ph + 40].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    f[ph + 40..ph + 48].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    f[ph + 48..ph + 56].copy_from_slice(&0x1000u64.to_le_bytes()); // align
-    f.extend_from_slice(body);
-    f
+    crate::elf::Builder::elf64().entry(paddr).segment(paddr, body, body.len() as u64).build()
 }
 
 /// A minimal bzImage: one setup sector, a protected-mode payload of `payload` bytes.
