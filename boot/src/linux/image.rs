@@ -1,13 +1,15 @@
 //! Recognising a Linux kernel image and checking it is whole before anything is loaded.
 //!
 //! linux-loader does the loading; this module answers the questions it does not: is this file a kernel
-//! at all, is it truncated, and how much memory does it need. That gives users specific errors
+//! at all (an x86-64 ELF with a Multiboot2 header and no Linux ELF note is a Multiboot2 kernel, not a
+//! vmlinux), is it truncated, and how much memory does it need. That gives users specific errors
 //! ("truncated: segment 2 ends at 0x1a3f000 but the file has 0x19f0000 bytes") instead of a generic
 //! read failure from inside the loader. ELF files are walked with [`crate::elf`].
 
 use super::LinuxBootError;
-use crate::elf::{self, Class, Elf, ElfError, ProgramHeader, EM_X86_64};
+use crate::elf::{self, Class, Elf, ElfError, ProgramHeader, EM_X86_64, PT_NOTE};
 use crate::le::{u16_at, u32_at};
+use crate::multiboot2;
 
 /// Kernel image formats duet boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,9 @@ const BZIMAGE_MAGIC: u32 = 0x5372_6448; // "HdrS"
 /// Linux's x86 COMMAND_LINE_SIZE minus the NUL, used when a header does not say.
 const DEFAULT_CMDLINE_MAX: usize = 2047;
 const DEFAULT_INITRD_ADDR_MAX: u64 = 0x7fff_ffff;
+/// Owners of the ELF notes a vmlinux carries: Linux's own (build salt, LTO info) and Xen's (the PVH
+/// entry point).
+const LINUX_NOTE_OWNERS: [&[u8]; 2] = [b"Linux", b"Xen"];
 
 /// Inspects a kernel image held in memory (`image` is the whole file).
 pub fn inspect(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
@@ -92,6 +97,12 @@ fn inspect_elf(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
     if end == 0 {
         return Err(LinuxBootError::UnsupportedElf("it has no loadable segment".into()));
     }
+    // A Multiboot2 kernel can be an x86-64 ELF too; what tells a vmlinux is its notes.
+    if let Some(offset) = multiboot2::header_offset(image) {
+        if !has_linux_note(&elf) {
+            return Err(LinuxBootError::Multiboot2Elf(offset));
+        }
+    }
     Ok(KernelInfo {
         format: KernelFormat::Elf,
         load_start: start,
@@ -99,6 +110,14 @@ fn inspect_elf(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
         initrd_addr_max: DEFAULT_INITRD_ADDR_MAX,
         cmdline_max: DEFAULT_CMDLINE_MAX,
     })
+}
+
+/// Whether a `PT_NOTE` segment has a note owned by Linux or Xen, as every vmlinux has.
+fn has_linux_note(elf: &Elf<'_>) -> bool {
+    let Ok(headers) = elf.program_headers() else { return false };
+    headers
+        .filter(|ph| ph.p_type == PT_NOTE)
+        .any(|ph| elf.notes(&ph).any(|note| LINUX_NOTE_OWNERS.contains(&note.name)))
 }
 
 fn inspect_bzimage(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {

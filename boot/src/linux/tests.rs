@@ -165,3 +165,75 @@ fn e820_leaves_out_the_legacy_hole_and_mmio_gap() {
     assert_eq!(total, (4 << 30) - (HIGH_MEMORY_START - LEGACY_HOLE_START));
     assert!(map.iter().all(|e| e.addr + e.size <= layout::MMIO_GAP_START || e.addr >= layout::RAM_ABOVE_4G_START));
 }
+
+/// A minimal Multiboot2 header: magic, i386, length 24, checksum, end tag.
+fn mb2_header() -> Vec<u8> {
+    let (magic, len) = (crate::multiboot2::HEADER_MAGIC, 24u32);
+    let fields = [magic, 0, len, 0u32.wrapping_sub(magic).wrapping_sub(len), 0, 8];
+    fields.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+/// An ELF note owned by `name`.
+fn note(name: &[u8], kind: u32) -> Vec<u8> {
+    let mut n = [(name.len() as u32 + 1).to_le_bytes(), 4u32.to_le_bytes(), kind.to_le_bytes()].concat();
+    n.extend_from_slice(name);
+    n.push(0);
+    n.resize(n.len().next_multiple_of(4) + 4, 0);
+    n
+}
+
+/// An x86-64 ELF loading at 16 MiB with a Multiboot2 header at 0x800 and, if `owner` is given, a
+/// PT_NOTE segment with a note of that owner.
+fn mb2_elf(owner: Option<&[u8]>) -> Vec<u8> {
+    let mut b = crate::elf::Builder::elf64().entry(0x100_0000).segment(0x100_0000, &[0x90; 64], 64);
+    if let Some(owner) = owner {
+        b = b.segment(0x200_0000, &note(owner, 0x100), 16);
+    }
+    let mut f = b.header_bytes(0x800, &mb2_header()).build();
+    if owner.is_some() {
+        // The second program header becomes PT_NOTE.
+        f[64 + 56..64 + 60].copy_from_slice(&crate::elf::PT_NOTE.to_le_bytes());
+    }
+    f
+}
+
+#[test]
+fn a_multiboot2_elf64_is_not_a_vmlinux() {
+    let err = inspect(&mb2_elf(None)).expect_err("a Multiboot2 kernel");
+    assert!(matches!(err, LinuxBootError::Multiboot2Elf(0x800)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "not a Linux kernel: this ELF has a Multiboot2 header (at offset 0x800) and no Linux ELF note, so it is a Multiboot2 kernel"
+    );
+    // It is one for the Multiboot2 loader.
+    assert!(crate::multiboot2::inspect(&mb2_elf(None)).is_ok());
+    // The notes of a vmlinux (Linux's own, or Xen's PVH entry) make it a Linux kernel, header or not.
+    for owner in [&b"Linux"[..], b"Xen"] {
+        let info = inspect(&mb2_elf(Some(owner))).expect("a vmlinux");
+        assert_eq!((info.format, info.load_start), (KernelFormat::Elf, 0x100_0000));
+    }
+    let err = inspect(&mb2_elf(Some(b"GNU"))).expect_err("GNU notes are in every binary");
+    assert!(matches!(err, LinuxBootError::Multiboot2Elf(_)), "{err:?}");
+    // A header with a bad checksum is no Multiboot2 header; one past 32 KiB does not count either.
+    let mut f = mb2_elf(None);
+    f[0x800 + 12] ^= 1;
+    assert!(inspect(&f).is_ok());
+    let mut far = crate::elf::Builder::elf64().entry(0x100_0000).segment(0x100_0000, &[0x90; 0x9000], 0x9000).build();
+    far[0x8800..0x8800 + 24].copy_from_slice(&mb2_header());
+    assert_eq!(crate::multiboot2::header_offset(&far), None);
+    assert!(inspect(&far).is_ok());
+    // The plain test kernel has neither: a vmlinux, as before.
+    assert!(inspect(&elf(0x100_0000, &[0x90; 64])).is_ok());
+}
+
+#[test]
+fn duets_own_hrt_is_not_a_vmlinux() {
+    // The real image, where `cargo xtask images` has built it (the unit tests do not need it).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest-images/hrt.elf");
+    let Ok(hrt) = std::fs::read(&path) else { return };
+    assert!(matches!(inspect(&hrt), Err(LinuxBootError::Multiboot2Elf(_))), "{path:?}");
+    let vmlinux = path.with_file_name("vmlinux-test");
+    if let Ok(image) = std::fs::read(vmlinux) {
+        assert_eq!(inspect(&image).map(|i| i.format).ok(), Some(KernelFormat::Elf));
+    }
+}

@@ -163,6 +163,13 @@ fn header_at(image: &[u8], off: usize) -> Option<bool> {
     Some(HEADER_MAGIC.wrapping_add(arch).wrapping_add(len).wrapping_add(sum) == 0)
 }
 
+/// The offset of the first valid Multiboot2 header (magic and checksum, at an 8-byte boundary) in the
+/// first 32 KiB of `image`, if there is one. Its tags are not looked at ([`inspect`] does that).
+pub fn header_offset(image: &[u8]) -> Option<usize> {
+    let window = image.len().min(HEADER_SEARCH_LIMIT);
+    (0..window).step_by(8).find(|off| header_at(image, *off) == Some(true))
+}
+
 fn find_header(image: &[u8]) -> Result<usize, Mb2Error> {
     let mut bad_checksum = None;
     let window = image.len().min(HEADER_SEARCH_LIMIT);
