@@ -251,11 +251,11 @@ mod tests {
     }
 
     fn u32_at(b: &[u8], o: usize) -> u32 {
-        u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+        crate::le::u32_at(b, o).expect("a field inside the tables")
     }
 
     fn u64_at(b: &[u8], o: usize) -> u64 {
-        u64::from(u32_at(b, o)) | (u64::from(u32_at(b, o + 4)) << 32)
+        crate::le::u64_at(b, o).expect("a field inside the tables")
     }
 
     #[test]

@@ -2,11 +2,20 @@
 //! checked into a plain-data [`Config`]. No KVM and no kernel parsing here
 //! (the boot code checks image contents and memory-vs-image sizes).
 //!
-//! Pipeline: text → raw serde structs (unknown keys rejected) →
-//! [`Overrides`] applied → validated [`Config`]. Entry points: [`load`]
-//! (read a file) and [`parse`] (text you already have); for configs built
-//! in code, [`RosConfig::new`] / [`Config::from_ros`],
-//! [`HrtConfig::new`] / [`Config::from_hrt`], and [`Config::validate`].
+//! Pipeline: text → raw serde structs (unknown keys rejected) → the model
+//! ([`Config`]) with [`Overrides`] applied and the spans of its fields
+//! recorded → one validation pass over the model, whose errors the spans
+//! locate. Entry points: [`load`] (read a file) and [`parse`] (text you
+//! already have); for configs built in code, [`RosConfig::new`] /
+//! [`Config::from_ros`], [`HrtConfig::new`] / [`Config::from_hrt`], and
+//! [`Config::validate`], which runs the same validation pass (errors then
+//! name the field but no location).
+//!
+//! Modules: `model` (the plain data), `raw` (the file as written), `source`
+//! (the text: spans to lines, TOML errors), `overrides`, `build` and
+//! `build_devices` (raw + overrides → model + spans), `spans` (where each
+//! field came from), `rules` (every check, once), `paths` (resolving paths,
+//! checking what is at them), `load` (the pipeline), `error`, `size`.
 //!
 //! # File format
 //!
@@ -103,13 +112,18 @@
 //! examples/hrt.toml:9: hrt.modules[2].path: module file not found: /abs/examples/gone.bin
 //! ```
 
-mod devices;
+mod build;
+mod build_devices;
 mod error;
+mod load;
 mod model;
-mod parse;
+mod overrides;
+mod paths;
 mod raw;
+mod rules;
 mod size;
-mod validate;
+mod source;
+mod spans;
 
 pub use error::{ConfigError, Location, Problem};
 pub use model::{
@@ -122,7 +136,8 @@ pub use model::{
     MAX_CMDLINE_LEN, MAX_FORWARD_SPIN_US, MAX_MEMORY, MAX_MODULES, MAX_MODULE_CMDLINE_LEN,
     MAX_VCPUS, MIN_MEMORY, MIN_VCPUS,
 };
-pub use parse::{load, parse, Overrides};
+pub use load::{load, parse};
+pub use overrides::Overrides;
 pub use size::{parse_size, SizeError, GIB, KIB, MIB};
 
 #[cfg(test)]

@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use crate::size::MIB;
 
+/// How a forwarding channel's two sides wait for each other (`hrt.forward`): the ABI's own
+/// type (`poll`, `notify`, `adaptive`), so the value the config holds is the one the partitions are
+/// told.
+pub use abi::ForwardMode;
+
 /// Default number of vCPUs.
 pub const DEFAULT_VCPUS: u32 = 1;
 /// Smallest accepted `vcpus` (of `[ros]` or `[hrt]`).
@@ -173,30 +178,6 @@ pub enum HrtBoot {
     /// When the ROS asks for it by hypercall (`"on-request"`); needs a
     /// `[ros]` partition.
     OnRequest,
-}
-
-/// How a forwarding channel's two sides wait for each other (`hrt.forward`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ForwardMode {
-    /// Both sides spin on the channel (`"poll"`, the default).
-    #[default]
-    Poll,
-    /// Both sides sleep and are woken by the doorbells (`"notify"`).
-    Notify,
-    /// Spin for at most `forward_spin_us`, then sleep as in `notify`
-    /// (`"adaptive"`).
-    Adaptive,
-}
-
-impl ForwardMode {
-    /// The config's name for the mode (`poll`, `notify`, `adaptive`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ForwardMode::Poll => "poll",
-            ForwardMode::Notify => "notify",
-            ForwardMode::Adaptive => "adaptive",
-        }
-    }
 }
 
 /// The guest serial console (`[console]`).

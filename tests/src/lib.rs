@@ -33,34 +33,12 @@ pub fn exit_with(a: &mut CodeAssembler, status: u32) {
     a.jmp(again).expect("asm");
 }
 
-/// Assembles `a` for [`TINY_LOAD`] and wraps it in a one-segment x86-64 ELF ("vmlinux").
+/// Assembles `a` for [`TINY_LOAD`] and wraps it in a one-segment x86-64 ELF ("vmlinux"): the code, padded
+/// to at least a page, loaded and entered at [`TINY_LOAD`].
 pub fn tiny_kernel(mut a: CodeAssembler) -> Vec<u8> {
     let mut code = a.assemble(TINY_LOAD).expect("assemble");
     code.resize(code.len().max(0x1000), 0);
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 2;
-    f[5] = 1;
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes());
-    f[18..20].copy_from_slice(&62u16.to_le_bytes());
-    f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    f[24..32].copy_from_slice(&TINY_LOAD.to_le_bytes());
-    f[32..40].copy_from_slice(&64u64.to_le_bytes());
-    f[52..54].copy_from_slice(&64u16.to_le_bytes());
-    f[54..56].copy_from_slice(&56u16.to_le_bytes());
-    f[56..58].copy_from_slice(&1u16.to_le_bytes());
-    let ph = 64;
-    f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
-    f[ph + 4..ph + 8].copy_from_slice(&7u32.to_le_bytes());
-    f[ph + 8..ph + 16].copy_from_slice(&0x1000u64.to_le_bytes());
-    f[ph + 16..ph + 24].copy_from_slice(&TINY_LOAD.to_le_bytes());
-    f[ph + 24..ph + 32].copy_from_slice(&TINY_LOAD.to_le_bytes());
-    f[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
-    f[ph + 40..ph + 48].copy_from_slice(&(code.len() as u64).to_le_bytes());
-    f[ph + 48..ph + 56].copy_from_slice(&0x1000u64.to_le_bytes());
-    f.extend_from_slice(&code);
-    f
+    boot::elf::Builder::elf64().entry(TINY_LOAD).segment(TINY_LOAD, &code, code.len() as u64).build()
 }
 
 /// A unique scratch directory for one test.
@@ -150,9 +128,8 @@ pub fn tiny_mb2_kernel(a: CodeAssembler) -> Vec<u8> {
 
 /// [`tiny_mb2_kernel`] linked and loaded at `load` instead of [`TINY_MB2_LOAD`].
 pub fn tiny_mb2_kernel_at(mut a: CodeAssembler, load: u32) -> Vec<u8> {
-    let base = load;
     const HEADER_LEN: u32 = 24; // 16-byte header + 8-byte end tag
-    let code = a.assemble(u64::from(base + HEADER_LEN)).expect("assemble");
+    let code = a.assemble(u64::from(load + HEADER_LEN)).expect("assemble");
     let mut seg = Vec::new();
     let magic = 0xe852_50d6u32;
     seg.extend_from_slice(&magic.to_le_bytes());
@@ -161,30 +138,8 @@ pub fn tiny_mb2_kernel_at(mut a: CodeAssembler, load: u32) -> Vec<u8> {
     seg.extend_from_slice(&0u32.wrapping_sub(magic).wrapping_sub(HEADER_LEN).to_le_bytes());
     seg.extend_from_slice(&[0, 0, 0, 0, 8, 0, 0, 0]); // end tag: type 0, flags 0, size 8
     seg.extend_from_slice(&code);
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 1; // 32-bit
-    f[5] = 1;
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes());
-    f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
-    f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    f[24..28].copy_from_slice(&(base + HEADER_LEN).to_le_bytes()); // entry
-    f[28..32].copy_from_slice(&52u32.to_le_bytes()); // phoff
-    f[40..42].copy_from_slice(&52u16.to_le_bytes()); // ehsize
-    f[42..44].copy_from_slice(&32u16.to_le_bytes()); // phentsize
-    f[44..46].copy_from_slice(&1u16.to_le_bytes()); // phnum
-    let ph = 52;
-    f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    f[ph + 4..ph + 8].copy_from_slice(&0x1000u32.to_le_bytes()); // offset
-    f[ph + 8..ph + 12].copy_from_slice(&base.to_le_bytes()); // vaddr
-    f[ph + 12..ph + 16].copy_from_slice(&base.to_le_bytes()); // paddr
-    f[ph + 16..ph + 20].copy_from_slice(&(seg.len() as u32).to_le_bytes());
-    f[ph + 20..ph + 24].copy_from_slice(&(seg.len() as u32).to_le_bytes());
-    f[ph + 24..ph + 28].copy_from_slice(&7u32.to_le_bytes());
-    f[ph + 28..ph + 32].copy_from_slice(&0x1000u32.to_le_bytes());
-    f.extend_from_slice(&seg);
-    f
+    let base = u64::from(load);
+    boot::elf::Builder::elf32().entry(base + u64::from(HEADER_LEN)).segment(base, &seg, seg.len() as u64).build()
 }
 
 /// A config for a tiny Multiboot2 kernel in an `[hrt]` section: 1 vCPU, 32 MiB, console captured.

@@ -180,6 +180,22 @@ fn a_multiboot2_kernel_checks_ok_in_hrt_and_is_refused_in_ros() {
 }
 
 #[test]
+fn duets_own_hrt_in_ros_is_refused_as_a_multiboot2_kernel() {
+    // hrt.elf is an x86-64 ELF, as a vmlinux is; its Multiboot2 header (and no Linux ELF note) tells them apart.
+    let c = Case::new("hrt-in-ros");
+    let hrt = duet_tests::guest_image("hrt.elf");
+    let config = format!("[ros]\nkernel = \"{}\"\nmemory = \"64M\"\n", hrt.display());
+    let (code, stdout, stderr) = c.duet(&["check"], &config);
+    assert_eq!(code, EXIT_CONFIG, "{stdout}{stderr}");
+    assert!(stderr.contains("is a Multiboot2 kernel") && stderr.contains("[hrt] section"), "{stderr}");
+    assert!(stderr.contains(&path(&hrt)), "{stderr}");
+    assert!(!stdout.contains("vmlinux (ELF)"), "{stdout}");
+    // In [hrt] it checks.
+    let (code, _, stderr) = c.duet(&["check"], &format!("[hrt]\nkernel = \"{}\"\nmemory = \"64M\"\n", hrt.display()));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn a_malformed_multiboot2_kernel_gets_a_specific_error() {
     let c = Case::new("mb2-bad");
     let mut a = duet_tests::asm32();

@@ -1,11 +1,15 @@
 //! Recognising a Linux kernel image and checking it is whole before anything is loaded.
 //!
 //! linux-loader does the loading; this module answers the questions it does not: is this file a kernel
-//! at all, is it truncated, and how much memory does it need. That gives users specific errors
+//! at all (an x86-64 ELF with a Multiboot2 header and no Linux ELF note is a Multiboot2 kernel, not a
+//! vmlinux), is it truncated, and how much memory does it need. That gives users specific errors
 //! ("truncated: segment 2 ends at 0x1a3f000 but the file has 0x19f0000 bytes") instead of a generic
-//! read failure from inside the loader.
+//! read failure from inside the loader. ELF files are walked with [`crate::elf`].
 
 use super::LinuxBootError;
+use crate::elf::{self, Class, Elf, ElfError, ProgramHeader, EM_X86_64, PT_NOTE};
+use crate::le::{u16_at, u32_at};
+use crate::multiboot2;
 
 /// Kernel image formats duet boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,29 +46,20 @@ pub struct KernelInfo {
     pub cmdline_max: usize,
 }
 
-const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const BZIMAGE_MAGIC: u32 = 0x5372_6448; // "HdrS"
-const PT_LOAD: u32 = 1;
 /// Linux's x86 COMMAND_LINE_SIZE minus the NUL, used when a header does not say.
 const DEFAULT_CMDLINE_MAX: usize = 2047;
 const DEFAULT_INITRD_ADDR_MAX: u64 = 0x7fff_ffff;
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
+/// Owners of the ELF notes a vmlinux carries: Linux's own (build salt, LTO info) and Xen's (the PVH
+/// entry point).
+const LINUX_NOTE_OWNERS: [&[u8]; 2] = [b"Linux", b"Xen"];
 
 /// Inspects a kernel image held in memory (`image` is the whole file).
 pub fn inspect(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
     if image.is_empty() {
         return Err(LinuxBootError::EmptyKernel);
     }
-    if image.len() >= 4 && &image[..4] == ELF_MAGIC {
+    if elf::is_elf(image) {
         return inspect_elf(image);
     }
     if u32_at(image, 0x202) == Some(BZIMAGE_MAGIC) {
@@ -73,51 +68,40 @@ pub fn inspect(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
     Err(LinuxBootError::NotAKernel)
 }
 
+/// The ELF walker's errors in Linux's words.
+fn elf_error(e: ElfError, size: u64) -> LinuxBootError {
+    match e {
+        ElfError::Truncated { what } => LinuxBootError::Truncated { what, size },
+        ElfError::NotElf | ElfError::UnknownClass(_) | ElfError::NotLittleEndian => not_x86_64(),
+        other => LinuxBootError::UnsupportedElf(other.to_string()),
+    }
+}
+
+fn not_x86_64() -> LinuxBootError {
+    LinuxBootError::UnsupportedElf("not a 64-bit little-endian x86-64 ELF (class, data or machine mismatch)".into())
+}
+
 fn inspect_elf(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
-    let truncated = |what: String| LinuxBootError::Truncated { what, size: image.len() as u64 };
-    if image.len() < 64 {
-        return Err(truncated("the ELF header (64 bytes)".into()));
-    }
-    if image[4] != 2 || image[5] != 1 || u16_at(image, 18) != Some(62) {
-        return Err(LinuxBootError::UnsupportedElf(
-            "not a 64-bit little-endian x86-64 ELF (class, data or machine mismatch)".into(),
-        ));
-    }
-    let phoff = u64_at(image, 32).unwrap_or(0);
-    let phentsize = u64::from(u16_at(image, 54).unwrap_or(0));
-    let phnum = u64::from(u16_at(image, 56).unwrap_or(0));
-    if phnum == 0 {
-        return Err(LinuxBootError::UnsupportedElf("it has no program headers".into()));
-    }
-    if phentsize < 56 {
-        return Err(LinuxBootError::UnsupportedElf(format!("program header size {phentsize} < 56")));
-    }
-    let ph_end = phoff.checked_add(phentsize.saturating_mul(phnum));
-    if ph_end.is_none_or(|end| end > image.len() as u64) {
-        return Err(truncated(format!("{phnum} program headers at offset {phoff:#x}")));
+    let size = image.len() as u64;
+    let elf = Elf::parse(image).map_err(|e| elf_error(e, size))?;
+    if elf.class != Class::Elf64 || elf.machine != EM_X86_64 {
+        return Err(not_x86_64());
     }
     let (mut start, mut end) = (u64::MAX, 0u64);
-    for i in 0..phnum {
-        let ph = (phoff + i * phentsize) as usize;
-        if u32_at(image, ph) != Some(PT_LOAD) {
-            continue;
-        }
-        let offset = u64_at(image, ph + 8).unwrap_or(0);
-        let paddr = u64_at(image, ph + 24).unwrap_or(0);
-        let filesz = u64_at(image, ph + 32).unwrap_or(0);
-        let memsz = u64_at(image, ph + 40).unwrap_or(0);
-        let file_end = offset.saturating_add(filesz);
-        if file_end > image.len() as u64 {
-            return Err(truncated(format!("segment {i} (file bytes {offset:#x}..{file_end:#x})")));
-        }
-        let seg_end = paddr
-            .checked_add(memsz.max(filesz))
-            .ok_or_else(|| LinuxBootError::UnsupportedElf(format!("segment {i} wraps the address space")))?;
-        start = start.min(paddr);
+    for ph in elf.program_headers().map_err(|e| elf_error(e, size))?.filter(ProgramHeader::is_load) {
+        ph.check_in_file(size).map_err(|e| elf_error(e, size))?;
+        let seg_end = ph.phys_end().map_err(|e| elf_error(e, size))?;
+        start = start.min(ph.paddr);
         end = end.max(seg_end);
     }
     if end == 0 {
         return Err(LinuxBootError::UnsupportedElf("it has no loadable segment".into()));
+    }
+    // A Multiboot2 kernel can be an x86-64 ELF too; what tells a vmlinux is its notes.
+    if let Some(offset) = multiboot2::header_offset(image) {
+        if !has_linux_note(&elf) {
+            return Err(LinuxBootError::Multiboot2Elf(offset));
+        }
     }
     Ok(KernelInfo {
         format: KernelFormat::Elf,
@@ -126,6 +110,14 @@ fn inspect_elf(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {
         initrd_addr_max: DEFAULT_INITRD_ADDR_MAX,
         cmdline_max: DEFAULT_CMDLINE_MAX,
     })
+}
+
+/// Whether a `PT_NOTE` segment has a note owned by Linux or Xen, as every vmlinux has.
+fn has_linux_note(elf: &Elf<'_>) -> bool {
+    let Ok(headers) = elf.program_headers() else { return false };
+    headers
+        .filter(|ph| ph.p_type == PT_NOTE)
+        .any(|ph| elf.notes(&ph).any(|note| LINUX_NOTE_OWNERS.contains(&note.name)))
 }
 
 fn inspect_bzimage(image: &[u8]) -> Result<KernelInfo, LinuxBootError> {

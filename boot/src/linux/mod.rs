@@ -37,6 +37,10 @@ pub enum LinuxBootError {
     /// Neither an ELF nor a bzImage.
     #[error("not a Linux kernel: expected a vmlinux ELF or a bzImage (found no ELF magic and no \"HdrS\" setup header at 0x202)")]
     NotAKernel,
+    /// An x86-64 ELF that is a Multiboot2 kernel, not a vmlinux: it has a valid Multiboot2 header in its
+    /// first 32 KiB and none of the ELF notes (owned by Linux or Xen) a vmlinux has.
+    #[error("not a Linux kernel: this ELF has a Multiboot2 header (at offset {0:#x}) and no Linux ELF note, so it is a Multiboot2 kernel")]
+    Multiboot2Elf(usize),
     /// The file ends before something its headers promise.
     #[error("the kernel image is truncated: {what} lies beyond its {size} bytes")]
     Truncated {

@@ -8,32 +8,9 @@ fn guest(size: u64) -> GuestMemoryMmap<()> {
     GuestMemoryMmap::from_ranges(&ranges).expect("anonymous memory")
 }
 
-/// A minimal x86-64 ELF with one PT_LOAD segment of `body` at physical `paddr`.
+/// A minimal x86-64 ELF with one PT_LOAD segment of `body` at physical `paddr`, entered there.
 fn elf(paddr: u64, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 2; // 64-bit
-    f[5] = 1; // little endian
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
-    f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    f[24..32].copy_from_slice(&paddr.to_le_bytes()); // entry
-    f[32..40].copy_from_slice(&64u64.to_le_bytes()); // phoff
-    f[52..54].copy_from_slice(&64u16.to_le_bytes()); // ehsize
-    f[54..56].copy_from_slice(&56u16.to_le_bytes()); // phentsize
-    f[56..58].copy_from_slice(&1u16.to_le_bytes()); // phnum
-    let ph = 64;
-    f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    f[ph + 4..ph + 8].copy_from_slice(&7u32.to_le_bytes());
-    f[ph + 8..ph + 16].copy_from_slice(&0x1000u64.to_le_bytes()); // offset
-    f[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes()); // vaddr
-    f[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes()); // paddr
-    f[ph + 32..ph + 40].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    f[ph + 40..ph + 48].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    f[ph + 48..ph + 56].copy_from_slice(&0x1000u64.to_le_bytes()); // align
-    f.extend_from_slice(body);
-    f
+    crate::elf::Builder::elf64().entry(paddr).segment(paddr, body, body.len() as u64).build()
 }
 
 /// A minimal bzImage: one setup sector, a protected-mode payload of `payload` bytes.
@@ -187,4 +164,76 @@ fn e820_leaves_out_the_legacy_hole_and_mmio_gap() {
     let total: u64 = ram.iter().map(|e| e.size).sum();
     assert_eq!(total, (4 << 30) - (HIGH_MEMORY_START - LEGACY_HOLE_START));
     assert!(map.iter().all(|e| e.addr + e.size <= layout::MMIO_GAP_START || e.addr >= layout::RAM_ABOVE_4G_START));
+}
+
+/// A minimal Multiboot2 header: magic, i386, length 24, checksum, end tag.
+fn mb2_header() -> Vec<u8> {
+    let (magic, len) = (crate::multiboot2::HEADER_MAGIC, 24u32);
+    let fields = [magic, 0, len, 0u32.wrapping_sub(magic).wrapping_sub(len), 0, 8];
+    fields.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+/// An ELF note owned by `name`.
+fn note(name: &[u8], kind: u32) -> Vec<u8> {
+    let mut n = [(name.len() as u32 + 1).to_le_bytes(), 4u32.to_le_bytes(), kind.to_le_bytes()].concat();
+    n.extend_from_slice(name);
+    n.push(0);
+    n.resize(n.len().next_multiple_of(4) + 4, 0);
+    n
+}
+
+/// An x86-64 ELF loading at 16 MiB with a Multiboot2 header at 0x800 and, if `owner` is given, a
+/// PT_NOTE segment with a note of that owner.
+fn mb2_elf(owner: Option<&[u8]>) -> Vec<u8> {
+    let mut b = crate::elf::Builder::elf64().entry(0x100_0000).segment(0x100_0000, &[0x90; 64], 64);
+    if let Some(owner) = owner {
+        b = b.segment(0x200_0000, &note(owner, 0x100), 16);
+    }
+    let mut f = b.header_bytes(0x800, &mb2_header()).build();
+    if owner.is_some() {
+        // The second program header becomes PT_NOTE.
+        f[64 + 56..64 + 60].copy_from_slice(&crate::elf::PT_NOTE.to_le_bytes());
+    }
+    f
+}
+
+#[test]
+fn a_multiboot2_elf64_is_not_a_vmlinux() {
+    let err = inspect(&mb2_elf(None)).expect_err("a Multiboot2 kernel");
+    assert!(matches!(err, LinuxBootError::Multiboot2Elf(0x800)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "not a Linux kernel: this ELF has a Multiboot2 header (at offset 0x800) and no Linux ELF note, so it is a Multiboot2 kernel"
+    );
+    // It is one for the Multiboot2 loader.
+    assert!(crate::multiboot2::inspect(&mb2_elf(None)).is_ok());
+    // The notes of a vmlinux (Linux's own, or Xen's PVH entry) make it a Linux kernel, header or not.
+    for owner in [&b"Linux"[..], b"Xen"] {
+        let info = inspect(&mb2_elf(Some(owner))).expect("a vmlinux");
+        assert_eq!((info.format, info.load_start), (KernelFormat::Elf, 0x100_0000));
+    }
+    let err = inspect(&mb2_elf(Some(b"GNU"))).expect_err("GNU notes are in every binary");
+    assert!(matches!(err, LinuxBootError::Multiboot2Elf(_)), "{err:?}");
+    // A header with a bad checksum is no Multiboot2 header; one past 32 KiB does not count either.
+    let mut f = mb2_elf(None);
+    f[0x800 + 12] ^= 1;
+    assert!(inspect(&f).is_ok());
+    let mut far = crate::elf::Builder::elf64().entry(0x100_0000).segment(0x100_0000, &[0x90; 0x9000], 0x9000).build();
+    far[0x8800..0x8800 + 24].copy_from_slice(&mb2_header());
+    assert_eq!(crate::multiboot2::header_offset(&far), None);
+    assert!(inspect(&far).is_ok());
+    // The plain test kernel has neither: a vmlinux, as before.
+    assert!(inspect(&elf(0x100_0000, &[0x90; 64])).is_ok());
+}
+
+#[test]
+fn duets_own_hrt_is_not_a_vmlinux() {
+    // The real image, where `cargo xtask images` has built it (the unit tests do not need it).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest-images/hrt.elf");
+    let Ok(hrt) = std::fs::read(&path) else { return };
+    assert!(matches!(inspect(&hrt), Err(LinuxBootError::Multiboot2Elf(_))), "{path:?}");
+    let vmlinux = path.with_file_name("vmlinux-test");
+    if let Ok(image) = std::fs::read(vmlinux) {
+        assert_eq!(inspect(&image).map(|i| i.format).ok(), Some(KernelFormat::Elf));
+    }
 }

@@ -1,8 +1,10 @@
 //! Finding and parsing the Multiboot2 header (spec 2.0, section 3.1) and the image's load description:
-//! ELF32/ELF64 program headers, or the address tag's "a.out kludge". Parsed by hand, every read bounds
-//! checked: no input panics.
+//! ELF32/ELF64 program headers (walked with [`crate::elf`]), or the address tag's "a.out kludge". Parsed
+//! by hand, every read bounds checked: no input panics.
 
 use super::Mb2Error;
+use crate::elf::{self, Class, Elf, ElfError, ProgramHeader, EM_386, EM_X86_64};
+use crate::le::{u16_at, u32_at};
 
 /// The header magic.
 pub const HEADER_MAGIC: u32 = 0xE852_50D6;
@@ -27,9 +29,6 @@ const TAG_EFI_AMD64_ENTRY: u16 = 9;
 const TAG_RELOCATABLE: u16 = 10;
 const FLAG_OPTIONAL: u16 = 1;
 const CONSOLE_REQUIRED: u32 = 1;
-const PT_LOAD: u32 = 1;
-const EM_386: u16 = 3;
-const EM_X86_64: u16 = 62;
 
 /// The address tag (a.out kludge): where the file's bytes go without ELF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,16 +152,6 @@ impl Mb2Image {
     }
 }
 
-pub(super) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
-}
-pub(super) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
-}
-pub(super) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off.checked_add(8)?)?.try_into().ok()?))
-}
-
 /// Whether a valid header (magic, checksum) starts at `off`.
 fn header_at(image: &[u8], off: usize) -> Option<bool> {
     if u32_at(image, off)? != HEADER_MAGIC {
@@ -172,6 +161,13 @@ fn header_at(image: &[u8], off: usize) -> Option<bool> {
     let len = u32_at(image, off + 8)?;
     let sum = u32_at(image, off + 12)?;
     Some(HEADER_MAGIC.wrapping_add(arch).wrapping_add(len).wrapping_add(sum) == 0)
+}
+
+/// The offset of the first valid Multiboot2 header (magic and checksum, at an 8-byte boundary) in the
+/// first 32 KiB of `image`, if there is one. Its tags are not looked at ([`inspect`] does that).
+pub fn header_offset(image: &[u8]) -> Option<usize> {
+    let window = image.len().min(HEADER_SEARCH_LIMIT);
+    (0..window).step_by(8).find(|off| header_at(image, *off) == Some(true))
 }
 
 fn find_header(image: &[u8]) -> Result<usize, Mb2Error> {
@@ -225,7 +221,7 @@ pub fn inspect(image: &[u8]) -> Result<Mb2Image, Mb2Error> {
         img.segments = vec![aout_segment(image, off, &addr)?];
         img.format = Mb2Format::AoutKludge;
         img.entry = img.entry_tag.ok_or(Mb2Error::NoEntry)?;
-    } else if image.get(..4) == Some(b"\x7fELF".as_slice()) {
+    } else if elf::is_elf(image) {
         let (format, segments, e_entry) = parse_elf(image)?;
         img.format = format;
         img.segments = segments;
@@ -388,77 +384,43 @@ fn aout_segment(image: &[u8], header_offset: usize, a: &AddressTag) -> Result<Se
     Ok(Segment { file_offset, file_size, paddr: u64::from(a.load_addr), mem_size })
 }
 
+/// The ELF walker's errors in Multiboot2's words.
+fn elf_error(e: ElfError, size: u64) -> Mb2Error {
+    match e {
+        ElfError::Truncated { what } => Mb2Error::Truncated { what, size },
+        ElfError::NoProgramHeaders => Mb2Error::NoLoadableSegment,
+        other => Mb2Error::UnsupportedElf(other.to_string()),
+    }
+}
+
 /// Returns the format, the PT_LOAD segments (physical addresses) and the entry point translated to a
 /// physical address through the segment containing it (as GRUB does).
 fn parse_elf(image: &[u8]) -> Result<(Mb2Format, Vec<Segment>, u64), Mb2Error> {
     let size = image.len() as u64;
-    let truncated = |what: String| Mb2Error::Truncated { what, size };
-    let class = *image.get(4).ok_or_else(|| truncated("the ELF identification".into()))?;
-    let (format, ehsize, min_phent) = match class {
-        1 => (Mb2Format::Elf32, 52usize, 32u64),
-        2 => (Mb2Format::Elf64, 64, 56),
-        c => return Err(Mb2Error::UnsupportedElf(format!("unknown ELF class {c}"))),
+    let elf = Elf::parse(image).map_err(|e| elf_error(e, size))?;
+    let (format, want) = match elf.class {
+        Class::Elf32 => (Mb2Format::Elf32, EM_386),
+        Class::Elf64 => (Mb2Format::Elf64, EM_X86_64),
     };
-    if image.len() < ehsize {
-        return Err(truncated(format!("the ELF header ({ehsize} bytes)")));
-    }
-    let elf64 = format == Mb2Format::Elf64;
-    if image[5] != 1 {
-        return Err(Mb2Error::UnsupportedElf("not little-endian".into()));
-    }
-    let machine = u16_at(image, 18).unwrap_or(0);
-    let want = if elf64 { EM_X86_64 } else { EM_386 };
-    if machine != want {
-        return Err(Mb2Error::UnsupportedElf(format!("machine {machine} is not {}", if elf64 { "x86-64" } else { "i386" })));
-    }
-    // Header fields are in bounds: the length was checked against ehsize above.
-    let word = |off32: usize, off64: usize| -> u64 {
-        if elf64 { u64_at(image, off64).unwrap_or(0) } else { u64::from(u32_at(image, off32).unwrap_or(0)) }
-    };
-    let e_entry = word(24, 24);
-    let phoff = word(28, 32);
-    let phentsize = u64::from(u16_at(image, if elf64 { 54 } else { 42 }).unwrap_or(0));
-    let phnum = u64::from(u16_at(image, if elf64 { 56 } else { 44 }).unwrap_or(0));
-    if phnum == 0 {
-        return Err(Mb2Error::NoLoadableSegment);
-    }
-    if phentsize < min_phent {
-        return Err(Mb2Error::UnsupportedElf(format!("program header size {phentsize} < {min_phent}")));
-    }
-    let ph_end = phentsize.checked_mul(phnum).and_then(|n| n.checked_add(phoff));
-    if ph_end.is_none_or(|e| e > size) {
-        return Err(truncated(format!("{phnum} program headers at offset {phoff:#x}")));
+    if elf.machine != want {
+        let name = if want == EM_X86_64 { "x86-64" } else { "i386" };
+        return Err(Mb2Error::UnsupportedElf(format!("machine {} is not {name}", elf.machine)));
     }
     let mut segments = Vec::new();
-    let mut entry = e_entry;
-    for i in 0..phnum {
-        // In bounds: phoff + phnum * phentsize <= size was checked.
-        let ph = (phoff + i * phentsize) as usize;
-        let field = |off32: usize, off64: usize| -> u64 {
-            if elf64 { u64_at(image, ph + off64).unwrap_or(0) } else { u64::from(u32_at(image, ph + off32).unwrap_or(0)) }
-        };
-        if u32_at(image, ph) != Some(PT_LOAD) {
+    let mut entry = elf.entry;
+    for ph in elf.program_headers().map_err(|e| elf_error(e, size))?.filter(ProgramHeader::is_load) {
+        if ph.mem_size == 0 {
             continue;
         }
-        let (offset, vaddr, paddr) = (field(4, 8), field(8, 16), field(12, 24));
-        let (filesz, memsz) = (field(16, 32), field(20, 40));
-        if memsz == 0 {
-            continue;
+        if ph.file_size > ph.mem_size {
+            return Err(Mb2Error::UnsupportedElf(format!("segment {} has p_filesz > p_memsz", ph.index)));
         }
-        if filesz > memsz {
-            return Err(Mb2Error::UnsupportedElf(format!("segment {i} has p_filesz > p_memsz")));
+        ph.check_in_file(size).map_err(|e| elf_error(e, size))?;
+        ph.phys_end().map_err(|e| elf_error(e, size))?;
+        if elf.entry >= ph.vaddr && elf.entry - ph.vaddr < ph.mem_size {
+            entry = ph.paddr + (elf.entry - ph.vaddr);
         }
-        let file_end = offset.checked_add(filesz);
-        if file_end.is_none_or(|e| e > size) {
-            return Err(truncated(format!("segment {i} (file bytes {offset:#x}..{:#x})", offset.saturating_add(filesz))));
-        }
-        if paddr.checked_add(memsz).is_none() {
-            return Err(Mb2Error::UnsupportedElf(format!("segment {i} wraps the address space")));
-        }
-        if e_entry >= vaddr && e_entry - vaddr < memsz {
-            entry = paddr + (e_entry - vaddr);
-        }
-        segments.push(Segment { file_offset: offset, file_size: filesz, paddr, mem_size: memsz });
+        segments.push(Segment { file_offset: ph.offset, file_size: ph.file_size, paddr: ph.paddr, mem_size: ph.mem_size });
     }
     if segments.is_empty() {
         return Err(Mb2Error::NoLoadableSegment);

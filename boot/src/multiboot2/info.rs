@@ -164,7 +164,7 @@ fn oem_id(r: &[u8]) -> [u8; 6] {
 }
 
 fn u32_le(r: &[u8], off: usize) -> u32 {
-    super::header::u32_at(r, off).unwrap_or(0)
+    crate::le::u32_at(r, off).unwrap_or(0)
 }
 
 /// Places modules (each page aligned, in order, above `kernel_end`) and then the information structure of

@@ -21,7 +21,7 @@ mod info;
 mod load;
 
 pub use header::{
-    inspect, AddressTag, FramebufferRequest, Mb2Format, Mb2Image, Relocatable, RelocationPreference, Segment,
+    header_offset, inspect, AddressTag, FramebufferRequest, Mb2Format, Mb2Image, Relocatable, RelocationPreference, Segment,
     HEADER_MAGIC, HEADER_SEARCH_LIMIT, PROVIDED_INFO_TAGS,
 };
 pub use info::{build_info, mem_info, memory_map, place_modules, place_modules_below, InfoSpec, ModuleInfo, Placement, Rsdp};

@@ -108,3 +108,37 @@ fn in_code_configs_are_checked_too() {
     h.devices.vsock = Some(VsockConfig { cid: 3, socket: d.path("v") });
     assert_has(&h.validate().unwrap_err().to_string(), &["virtio devices belong to the Linux partition"]);
 }
+
+#[test]
+fn one_rule_set_for_files_and_code() {
+    let d = dir("devonce");
+    // An empty device section still asks for devices, and names itself.
+    let msg = d.err("block = []\n[hrt]\nkernel = \"hrt.elf\"\n", &none());
+    assert_has(&msg, &[&at(&d, 1), "block: virtio devices belong to the Linux partition"]);
+    // The file's section is named where it is; in code there is only the model's name.
+    let msg = d.err("[hrt]\nkernel = \"hrt.elf\"\n[vsock]\ncid = 3\nsocket = \"v\"\n[[net]]\ntap = \"t\"\n", &none());
+    assert_has(&msg, &[&at(&d, 3), "net: virtio devices belong"]);
+    let mut h = Config::from_hrt(HrtConfig::new(d.path("hrt.elf")));
+    h.devices.net.push(NetConfig { tap: "tap0".into(), mac: None });
+    let e = h.validate().unwrap_err();
+    assert_eq!((e.field(), e.location()), (Some("block/net/vsock"), Some(&Location::Code)));
+    // A multicast MAC is quoted as the file wrote it, and as bytes in code.
+    let msg = d.err(&format!("{K}[[net]]\ntap = \"tap0\"\nmac = \"03:AA:00:00:00:01\"\n"), &none());
+    assert_has(&msg, &[&at(&d, 5), "net[0].mac: invalid MAC address \"03:AA:00:00:00:01\""]);
+    let mut c = d.parse(K, &none()).unwrap();
+    c.devices.net.push(NetConfig { tap: "tap0".into(), mac: Some([3, 0xaa, 0, 0, 0, 1]) });
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.to_string(), "net[0].mac: invalid MAC address \"[03, aa, 00, 00, 00, 01]\": expected six hex bytes separated by ':' (e.g. \"02:00:00:00:00:01\"), unicast (lowest bit of the first byte clear)");
+    // A config read from a file and changed in code is checked by the same rules, without locations.
+    c.devices.net[0].mac = None;
+    c.devices.vsock = Some(VsockConfig { cid: 2, socket: d.path("v") });
+    assert_eq!(c.validate().unwrap_err().to_string(), "vsock.cid: 2 is out of range: expected a guest CID from 3 to 4294967294 (0-2 are reserved)");
+    c.devices.vsock = Some(VsockConfig { cid: u64::MAX, socket: d.path("v") });
+    assert_has(&c.validate().unwrap_err().to_string(), &["vsock.cid: 9223372036854775807 is out of range"]);
+    let msg = d.err(&format!("{K}[vsock]\ncid = -3\nsocket = \"v\"\n"), &none());
+    assert_has(&msg, &[&at(&d, 4), "vsock.cid: -3 is out of range"]);
+    let msg = d.err(&format!("{K}[vsock]\ncid = 3\nsocket = \"\"\n"), &none());
+    assert_has(&msg, &[&at(&d, 5), "vsock.socket: socket path is empty"]);
+    let msg = d.err(&format!("{K}[[block]]\npath = \"\"\n"), &none());
+    assert_has(&msg, &[&at(&d, 4), "block[0].path: disk image path is empty"]);
+}

@@ -292,3 +292,22 @@ fn relative_origin_in_messages() {
         "{e}"
     );
 }
+
+#[test]
+fn overrides_and_append_blame_their_part() {
+    let d = TestDir::new("parts");
+    let ov = Overrides { cmdline: Some("a\nb".into()), append: Some("c\nd".into()), ..Overrides::default() };
+    // The base is checked first, its offsets its own; then --append, with offsets in it.
+    assert_has(&d.err(K, &ov), &["command line (--cmdline): ros.cmdline: ", "newline at byte 1"]);
+    let ov = Overrides { cmdline: Some("abc".into()), append: Some("de\n".into()), ..Overrides::default() };
+    assert_has(&d.err(K, &ov), &["command line (--append): ros.cmdline: ", "newline at byte 2"]);
+    // An empty --append adds nothing, and blames nothing.
+    let ov = Overrides { append: Some(String::new()), ..Overrides::default() };
+    let text = format!("{K}cmdline = \"{}\"\n", "x".repeat(2048));
+    assert_eq!(d.parse(&text, &ov).unwrap().ros.unwrap().cmdline.len(), 2048);
+    // Values overridden away are not looked at, even where the rules would refuse them.
+    let ov = Overrides { vcpus: Some(64), ..Overrides::default() };
+    assert_eq!(d.parse(&format!("{K}vcpus = 99\n"), &ov).unwrap().ros.unwrap().vcpus, 64);
+    let e = d.parse(&format!("{K}vcpus = 99\n"), &none()).unwrap_err();
+    assert_eq!(e.line(), Some(3));
+}

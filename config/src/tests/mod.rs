@@ -13,6 +13,7 @@ mod errors;
 mod devices;
 mod forward;
 mod hrt;
+mod modules;
 mod values;
 
 /// Test access to the one partition of a config.

@@ -54,50 +54,14 @@ fn header(tags: &[Vec<u8>]) -> Vec<u8> {
 
 /// Offset of the Multiboot2 header in the ELF files built here.
 const ELF_HEADER_AT: usize = 0x800;
-/// Offset of the first segment's bytes in the ELF files built here.
-const ELF_DATA_AT: usize = 0x1000;
 
 /// An ELF file (32- or 64-bit) with one PT_LOAD per `(paddr, bytes, memsz)`, entry `entry`, and the
-/// Multiboot2 header `mb2` at [`ELF_HEADER_AT`].
+/// Multiboot2 header `mb2` at [`ELF_HEADER_AT`]; the segments' bytes follow the
+/// builder's header page ([`crate::elf::Builder::HEADER_AREA`]).
 fn elf(elf64: bool, segments: &[(u64, &[u8], u64)], entry: u64, mb2: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; ELF_DATA_AT];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = if elf64 { 2 } else { 1 };
-    f[5] = 1;
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes());
-    f[18..20].copy_from_slice(&(if elf64 { 62u16 } else { 3 }).to_le_bytes());
-    let phoff = 64usize;
-    let phentsize = if elf64 { 56 } else { 32 };
-    if elf64 {
-        f[24..32].copy_from_slice(&entry.to_le_bytes());
-        f[32..40].copy_from_slice(&(phoff as u64).to_le_bytes());
-        f[54..56].copy_from_slice(&(phentsize as u16).to_le_bytes());
-        f[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes());
-    } else {
-        f[24..28].copy_from_slice(&(entry as u32).to_le_bytes());
-        f[28..32].copy_from_slice(&(phoff as u32).to_le_bytes());
-        f[42..44].copy_from_slice(&(phentsize as u16).to_le_bytes());
-        f[44..46].copy_from_slice(&(segments.len() as u16).to_le_bytes());
-    }
-    f[ELF_HEADER_AT..ELF_HEADER_AT + mb2.len()].copy_from_slice(mb2);
-    for (i, (paddr, bytes, memsz)) in segments.iter().enumerate() {
-        let ph = phoff + i * phentsize;
-        let offset = f.len() as u64;
-        f.extend_from_slice(bytes);
-        f[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
-        let fields: [u64; 5] = [offset, *paddr, *paddr, bytes.len() as u64, *memsz];
-        if elf64 {
-            for (j, v) in fields.iter().enumerate() {
-                f[ph + 8 + 8 * j..ph + 16 + 8 * j].copy_from_slice(&v.to_le_bytes());
-            }
-        } else {
-            for (j, v) in fields.iter().enumerate() {
-                f[ph + 4 + 4 * j..ph + 8 + 4 * j].copy_from_slice(&(*v as u32).to_le_bytes());
-            }
-        }
-    }
-    f
+    let class = if elf64 { crate::elf::Class::Elf64 } else { crate::elf::Class::Elf32 };
+    let builder = crate::elf::Builder::new(class).entry(entry).header_bytes(ELF_HEADER_AT, mb2);
+    segments.iter().fold(builder, |b, (paddr, bytes, memsz)| b.segment(*paddr, bytes, *memsz)).build()
 }
 
 /// An a.out-kludge image: the header (with an address tag loading the file at `load_addr`, `bss` bytes
