@@ -101,15 +101,6 @@ pub struct Plan {
     pub(crate) virtio: Vec<Placement>,
 }
 
-/// The ABI's number for the configured forwarding mode.
-fn forward_mode(mode: config::ForwardMode) -> abi::ForwardMode {
-    match mode {
-        config::ForwardMode::Poll => abi::ForwardMode::Poll,
-        config::ForwardMode::Notify => abi::ForwardMode::Notify,
-        config::ForwardMode::Adaptive => abi::ForwardMode::Adaptive,
-    }
-}
-
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, VmmError> {
     std::fs::read(path).map_err(|source| VmmError::ReadImage { what, path: path.to_path_buf(), source })
 }
@@ -143,7 +134,7 @@ pub fn prepare(cfg: &Config, flavor: KvmFlavor) -> Result<Plan, VmmError> {
                 cmdline: single.cmdline,
                 vcpus: single.vcpus,
                 boot: hrt.boot,
-                forward: forward_mode(hrt.forward),
+                forward: hrt.forward,
                 forward_spin_us: hrt.forward_spin_us,
                 layout,
             });
