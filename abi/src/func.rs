@@ -106,6 +106,6 @@ mod tests {
             assert_eq!(*f, n as u64);
             assert!(*f < crate::FUNC_VMM_BASE);
         }
-        assert!(NOT_MAPPED > crate::FUNC_VMM_BASE && UNKNOWN > crate::FUNC_VMM_BASE);
+        const { assert!(NOT_MAPPED > crate::FUNC_VMM_BASE && UNKNOWN > crate::FUNC_VMM_BASE) };
     }
 }

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use duet_benches::report::{self, svg, BenchResult, Environment, KvmPerCall, Report, Summary};
-use duet_benches::{guest_image, repo_root};
+use duet_benches::repo_root;
 
 fn fail(msg: &str) -> ! {
     eprintln!("forward bench: {msg}");
@@ -63,7 +63,6 @@ fn main() {
     let io_warmup = (calls / 10).max(20);
     let stress = env_u64("DUET_FWD_STRESS", 20_000).max(1000);
     let hrt_cores = env_u64("DUET_FWD_HRT_CORES", 2).clamp(1, 16) as u32;
-    let image = |n: &str| guest_image(n).unwrap_or_else(|e| fail(&e));
     let script = format!(
         "hvm bench getpid --iters {iters} && hvm bench exit --iters {iters} && hvm bench pingpong --iters {iters} && \
          hvm bench doorbell --iters {small} && hvm bench invoke --iters {small} && hvm bench invoke-poll --iters {iters} && \
@@ -75,25 +74,8 @@ fn main() {
          hvm forward-test split-bench --mode notify --calls {notify_calls} && \
          hvm forward-test scaling --mode poll --calls {stress}; exit $?"
     );
-    let mut ros = config::RosConfig::new(image("vmlinux-test"));
-    ros.memory = 256 << 20;
-    ros.initramfs = Some(image("initramfs.cpio"));
-    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off -- \"{script}\"");
-    let mut cfg = config::Config::from_ros(ros);
-    let mut hrt = config::HrtConfig::new(image("hrt.elf"));
-    hrt.vcpus = hrt_cores;
-    hrt.memory = 64 << 20;
-    cfg.hrt = Some(hrt);
-    cfg.console.output = config::ConsoleOutput::Capture;
-    cfg.console.input = false;
-    let out = vmm::Vm::new(&cfg)
-        .and_then(|vm| vm.run(Some(Duration::from_secs(3600))))
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let console = out.console_text();
-    if out.reason != vmm::ExitReason::Exit(0) || console.lines().any(|l| l.starts_with("hvm: ")) {
-        let tail: Vec<&str> = console.lines().rev().take(40).collect();
-        fail(&format!("the VM ended with {}; console tail:\n{}", out.reason, tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
-    }
+    let cfg = duet_benches::linux_partitioned_config(hrt_cores, &script).unwrap_or_else(|e| fail(&e));
+    let (out, console) = duet_benches::run_to_success(&cfg, Duration::from_secs(3600)).unwrap_or_else(|e| fail(&e));
     let lines = report::parse_console(&console);
     let samples = report::parse_sample_lines(&console).unwrap_or_else(|e| fail(&e.to_string()));
     let kvm = report::phase_counts(&console, &out.marks).unwrap_or_else(|e| fail(&e.to_string()));

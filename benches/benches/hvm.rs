@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use duet_benches::report::{self, BenchResult, Environment, Report, Summary};
-use duet_benches::{guest_image, repo_root};
+use duet_benches::repo_root;
 
 /// What each benchmark is, in the order the table shows them.
 const BENCHES: [(&str, &str); 8] = [
@@ -40,32 +40,17 @@ fn exits_by_construction(name: &str) -> Option<f64> {
 
 fn main() {
     let iters: u64 = std::env::var("DUET_HVM_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000).max(100);
-    let image = |n: &str| guest_image(n).unwrap_or_else(|e| fail(&e));
     let script = format!(
         "hvm boot --wait 120; hvm bench exit --iters {iters}; hvm bench pingpong --iters {iters}; \
          hvm bench null --iters {iters}; hvm bench hrt-null --iters {iters}; hvm bench invoke --iters {iters}; \
          hvm bench invoke-async --iters {iters}; hvm bench invoke-poll --iters {iters}; hvm bench reboot --iters 20; exit 0"
     );
-    let mut ros = config::RosConfig::new(image("vmlinux-test"));
-    ros.memory = 256 << 20;
-    ros.initramfs = Some(image("initramfs.cpio"));
-    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off -- \"{script}\"");
-    let mut cfg = config::Config::from_ros(ros);
-    let mut hrt = config::HrtConfig::new(image("hrt.elf"));
-    hrt.memory = 64 << 20;
-    // Booted by the ROS (`hvm boot`), so the first boot is timed as the ROS sees it too.
-    hrt.boot = config::HrtBoot::OnRequest;
-    cfg.hrt = Some(hrt);
-    cfg.console.output = config::ConsoleOutput::Capture;
-    cfg.console.input = false;
-    let out = vmm::Vm::new(&cfg)
-        .and_then(|vm| vm.run(Some(Duration::from_secs(1800))))
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let console = out.console_text();
-    if out.reason != vmm::ExitReason::Exit(0) {
-        let tail: Vec<&str> = console.lines().rev().take(30).collect();
-        fail(&format!("the VM ended with {}; console tail:\n{}", out.reason, tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    let mut cfg = duet_benches::linux_partitioned_config(1, &script).unwrap_or_else(|e| fail(&e));
+    if let Some(hrt) = cfg.hrt.as_mut() {
+        // Booted by the ROS (`hvm boot`), so the first boot is timed as the ROS sees it too.
+        hrt.boot = config::HrtBoot::OnRequest;
     }
+    let (out, console) = duet_benches::run_to_success(&cfg, Duration::from_secs(1800)).unwrap_or_else(|e| fail(&e));
     let results = report::parse_console(&console);
     let get = |name: &str, key: &str| results.get(name).and_then(|l| l.number(key));
     let cpu = vmm::cpu_model();

@@ -24,6 +24,39 @@ pub fn guest_image(name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// The partitioned VM the Linux tests and benches boot: duet's test kernel as the ROS (1 vCPU, 256 MiB,
+/// its init runs `script`) beside duet's HRT (`hrt_vcpus` cores, 64 MiB), console captured, no input.
+/// The script is one double-quoted init argument: Linux passes at most 32 arguments to init. Callers
+/// adjust the `[hrt]` section (boot, command line, forwarding mode) before building the VM.
+pub fn linux_partitioned_config(hrt_vcpus: u32, script: &str) -> Result<config::Config, String> {
+    let mut ros = config::RosConfig::new(guest_image("vmlinux-test")?);
+    ros.memory = 256 << 20;
+    ros.initramfs = Some(guest_image("initramfs.cpio")?);
+    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off duet.expect_cpus=1 -- \"{script}\"");
+    let mut cfg = config::Config::from_ros(ros);
+    let mut hrt = config::HrtConfig::new(guest_image("hrt.elf")?);
+    hrt.vcpus = hrt_vcpus;
+    hrt.memory = 64 << 20;
+    cfg.hrt = Some(hrt);
+    cfg.console.output = config::ConsoleOutput::Capture;
+    cfg.console.input = false;
+    Ok(cfg)
+}
+
+/// Runs the VM `cfg` describes (at most `limit`) and returns its outcome and console, or why it did not
+/// end with status 0: the reason and the console's last 40 lines. A console line starting `hvm: ` (a
+/// failed `hvm` command) fails it too.
+pub fn run_to_success(cfg: &config::Config, limit: Duration) -> Result<(vmm::Outcome, String), String> {
+    let out = vmm::Vm::new(cfg).and_then(|vm| vm.run(Some(limit))).map_err(|e| e.to_string())?;
+    let console = out.console_text();
+    if out.reason != vmm::ExitReason::Exit(0) || console.lines().any(|l| l.starts_with("hvm: ")) {
+        let tail: Vec<&str> = console.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("the VM ended with {}; console tail:\n{}", out.reason, tail.join("\n")));
+    }
+    Ok((out, console))
+}
+
 /// Builds the `duet` binary (release) and returns its path: benches that time `duet run` as a
 /// process, beside QEMU, need it fresh.
 pub fn build_duet() -> Result<PathBuf, String> {

@@ -83,23 +83,10 @@ pub fn guest_image(name: &str) -> PathBuf {
     path
 }
 
-/// The Linux tests' partitioned VM: duet's test kernel as the ROS (1 vCPU, 256 MiB, its init runs
-/// `script`) beside duet's HRT (`hrt_vcpus` cores, 64 MiB), console captured, no input. The script
-/// is one double-quoted init argument: Linux passes at most 32 arguments to init. Callers adjust the
-/// `[hrt]` section (boot, command line, forwarding mode) before building the VM.
+/// The Linux tests' partitioned VM ([`duet_benches::linux_partitioned_config`], which the benches
+/// boot too); panics with instructions when a guest image is missing.
 pub fn linux_partitioned_config(hrt_vcpus: u32, script: &str) -> config::Config {
-    let mut ros = config::RosConfig::new(guest_image("vmlinux-test"));
-    ros.memory = 256 << 20;
-    ros.initramfs = Some(guest_image("initramfs.cpio"));
-    ros.cmdline = format!("console=ttyS0 quiet init_on_alloc=0 lpj=5000000 mitigations=off duet.expect_cpus=1 -- \"{script}\"");
-    let mut cfg = config::Config::from_ros(ros);
-    let mut hrt = config::HrtConfig::new(guest_image("hrt.elf"));
-    hrt.vcpus = hrt_vcpus;
-    hrt.memory = 64 << 20;
-    cfg.hrt = Some(hrt);
-    cfg.console.output = config::ConsoleOutput::Capture;
-    cfg.console.input = false;
-    cfg
+    duet_benches::linux_partitioned_config(hrt_vcpus, script).expect("the guest images (`cargo xtask images` makes them)")
 }
 
 /// Open file descriptors of this process.
@@ -154,28 +141,52 @@ pub fn tiny_mb2_config(dir: &Path, kernel: &[u8]) -> config::Config {
     cfg
 }
 
-/// Runs a Linux VM (`run`) and checks it (`check`, which panics on failure). If the check fails and a
-/// guest process died of SIGSEGV ("Segmentation fault" on the console, or ros-init's "command killed by
-/// signal 11" when it was the command's shell itself), the VM runs once more and the
-/// second run is checked: on PVM hosts a busybox process of duet's test kernel dies now and then at the
-/// same instruction (a TLS read that finds 0; about one exec in 200 under load; see docs/platform.md),
-/// a flake of that guest platform rather than of duet. The retry is printed; the checks are never
-/// loosened, and a second failure fails the test.
+/// Where the Linux tests record the VMs they ran again ([`check_with_sigsegv_retry`]);
+/// `cargo xtask test` prints the file after the suite and fails the run when more than one test needed
+/// a retry.
+pub fn retry_log() -> PathBuf {
+    repo_root().join("target/test-retries.log")
+}
+
+/// The kernel's reports of the one known flake (docs/platform.md), if `out` and its console show it
+/// and nothing else: on a PVM host, every `segfault at` report (ros-init copies them to the console)
+/// is a busybox process reading address 0 (`…: segfault at 0 ip … in busybox[…]`). Any other
+/// process (`hvm` running split code, a test's own program), any other address, another host: none.
+pub fn known_pvm_flake(out: &vmm::Outcome, text: &str) -> Option<Vec<String>> {
+    if out.flavor != vmm::KvmFlavor::Pvm {
+        return None;
+    }
+    let reports: Vec<String> = text.lines().filter(|l| l.contains("segfault at")).map(str::to_string).collect();
+    let known = |l: &String| l.contains("segfault at 0 ") && l.contains(" in busybox[");
+    (!reports.is_empty() && reports.iter().all(known)).then_some(reports)
+}
+
+/// Runs a Linux VM (`run`) and checks it (`check`, which panics on failure). If the check fails and the
+/// console shows the known PVM flake and nothing else ([`known_pvm_flake`]: a busybox process of duet's
+/// test kernel dies now and then at the same instruction, a TLS read that finds 0; about one exec in
+/// 200 under load; see docs/platform.md), the VM runs once more and the second run is checked. The retry
+/// is printed and recorded in [`retry_log`], which `cargo xtask test` prints and which fails the suite
+/// when more than one test needed a retry; the checks are never loosened, and a second failure fails
+/// the test.
 pub fn check_with_sigsegv_retry(run: impl Fn() -> (vmm::Outcome, String), check: impl Fn(&vmm::Outcome, &str)) {
     let (out, text) = run();
-    // The shell reports a child's SIGSEGV; ros-init reports the shell's own ("killed by signal 11").
-    if !text.contains("Segmentation fault") && !text.contains("command killed by signal 11") {
+    let Some(reports) = known_pvm_flake(&out, &text) else {
         return check(&out, &text);
-    }
+    };
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&out, &text)));
     if first.is_ok() {
         return;
     }
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("egmentation fault") || l.contains("segfault") || l.contains("killed by signal 11"))
-        .collect();
-    eprintln!("warning: a guest process died of SIGSEGV ({lines:?}): the known PVM test-kernel flake; running the VM once more");
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let line = format!("{test}: retried after the known PVM flake: {}", reports.join(" | "));
+    eprintln!("warning: {line}");
+    use std::io::Write;
+    let logged = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(retry_log())
+        .and_then(|mut f| writeln!(f, "{line}"));
+    logged.expect("recording the retry in target/test-retries.log");
     let (out, text) = run();
     check(&out, &text);
 }

@@ -116,11 +116,9 @@ impl Ros {
         a.rdmsr().expect("asm");
         a.mov(rdx, AP_EFER).expect("asm");
         a.mov(qword_ptr(rdx), rax).expect("asm");
-        for (value, at) in [(stack, AP_STACK)] {
-            a.mov(rax, value).expect("asm");
-            a.mov(rdx, at).expect("asm");
-            a.mov(qword_ptr(rdx), rax).expect("asm");
-        }
+        a.mov(rax, stack).expect("asm");
+        a.mov(rdx, AP_STACK).expect("asm");
+        a.mov(qword_ptr(rdx), rax).expect("asm");
         a.lea(rax, ptr(entry)).expect("asm");
         a.mov(rdx, AP_ENTRY).expect("asm");
         a.mov(qword_ptr(rdx), rax).expect("asm");

@@ -185,7 +185,7 @@ fn check(path: &std::path::Path, overrides: &OverrideArgs) -> ExitCode {
                 }
                 println!("  hrt cmdline: {}", hrt.cmdline);
                 match hrt.forward {
-                    hvm::abi::ForwardMode::Adaptive => {
+                    abi::ForwardMode::Adaptive => {
                         println!(
                             "  hrt forwarding: adaptive (spin {} us, then sleep on the doorbells)",
                             hrt.forward_spin_us
@@ -215,7 +215,7 @@ fn run(path: &std::path::Path, overrides: &OverrideArgs, timeout: Option<f64>, q
         Err(e) => return exit_for_error(&e),
     };
     if !quiet {
-        eprintln!("duet: {} on {}", vm.plan().platform.flavor, crate::platform::cpu_model());
+        eprintln!("duet: {} on {}", vm.plan().platform.flavor, crate::cpu_model());
     }
     let outcome = match vm.run(timeout) {
         Ok(o) => o,
@@ -227,6 +227,9 @@ fn run(path: &std::path::Path, overrides: &OverrideArgs, timeout: Option<f64>, q
             .map(|t| format!("; init reached after {:.3} s", t.as_secs_f64()))
             .unwrap_or_default();
         eprintln!("duet: {} after {:.3} s ({}{init})", outcome.reason, outcome.elapsed.as_secs_f64(), outcome.flavor.module());
+        if let Some(h) = &outcome.hypercalls {
+            eprintln!("duet: {h}");
+        }
         if outcome.reason == ExitReason::Timeout {
             for (id, regs) in &outcome.vcpu_regs {
                 eprintln!("duet: vCPU {id} stopped at {regs}");

@@ -17,27 +17,36 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::error::VmmError;
 use crate::outcome::ExitReason;
 use crate::virtio::DeviceEvents;
-use crate::vm::Vm;
 
 /// How often the event loop looks at the clock when nothing happens.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Serves `vm`'s events until it finishes or `timeout` passes.
-pub(crate) fn run(vm: &Vm, timeout: Option<Duration>, devices: Vec<DeviceEvents>) -> Result<ExitReason, VmmError> {
+/// What the event loop serves.
+pub(crate) struct Sources {
+    /// Eventfds whose writes mean "look at `finished` now" (stop requests, faults).
+    pub wake: Vec<EventFd>,
+    /// The virtio devices' notifications and backends.
+    pub devices: Vec<DeviceEvents>,
+    /// The serial port stdin feeds, if it does.
+    pub console: Option<Arc<Mutex<SerialPort<ConsoleSink>>>>,
+}
+
+/// Serves `sources` until `finished` says why the VM ended, or `timeout` passes.
+pub(crate) fn run(sources: Sources, timeout: Option<Duration>, finished: impl Fn() -> Option<ExitReason>) -> Result<ExitReason, VmmError> {
     let woken = Arc::new(AtomicBool::new(false));
     let mut em: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()
         .map_err(|e| VmmError::Io { what: "creating the event loop", source: std::io::Error::other(format!("{e:?}")) })?;
-    em.add_subscriber(Box::new(Waker::new(vm.wake_fds()?, woken.clone())));
-    for d in devices {
+    em.add_subscriber(Box::new(Waker::new(sources.wake, woken.clone())));
+    for d in sources.devices {
         em.add_subscriber(Box::new(d));
     }
-    let _terminal = vm.console_input().map(|serial| {
-        em.add_subscriber(Box::new(ConsoleInput::new(serial.clone())));
+    let _terminal = sources.console.map(|serial| {
+        em.add_subscriber(Box::new(ConsoleInput::new(serial)));
         TerminalGuard::new()
     });
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        if let Some(reason) = vm.finished() {
+        if let Some(reason) = finished() {
             return Ok(reason);
         }
         let wait = match deadline {

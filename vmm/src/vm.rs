@@ -165,22 +165,25 @@ impl Vm {
     /// when this returns.
     pub fn run(mut self, timeout: Option<Duration>) -> Result<Outcome, VmmError> {
         crate::kick::install_handler()?;
-        let handles = match self.start_threads() {
-            Ok(h) => h,
-            Err((handles, e)) => {
-                self.stop_threads(handles);
-                return Err(e);
-            }
+        let sources = crate::event_loop::Sources {
+            wake: self.wake_fds()?,
+            devices: std::mem::take(&mut self.virtio_events),
+            console: self.console_input.then(|| self.serial.clone()),
         };
-        let devices = std::mem::take(&mut self.virtio_events);
-        let result = crate::event_loop::run(&self, timeout, devices);
+        let (handles, started) = self.start_threads();
+        if let Err(e) = started {
+            self.stop_threads(handles);
+            return Err(e);
+        }
+        let result = crate::event_loop::run(sources, timeout, || self.finished());
         self.stop_threads(handles);
         let reason = result?;
         Ok(self.outcome(reason))
     }
 
-    /// Starts the ROS's vCPU threads, then the HRT's cores, its supervisor and the doorbell relay.
-    fn start_threads(&mut self) -> Result<Vec<std::thread::JoinHandle<()>>, (Vec<std::thread::JoinHandle<()>>, VmmError)> {
+    /// Starts the ROS's vCPU threads, then the HRT's cores, its supervisor and the doorbell relay; the
+    /// threads started, and whether all were.
+    fn start_threads(&mut self) -> (Vec<std::thread::JoinHandle<()>>, Result<(), VmmError>) {
         let mut handles = Vec::new();
         let mut spawn = |name: String, f: Box<dyn FnOnce() + Send>| match std::thread::Builder::new().name(name).spawn(f) {
             Ok(h) => {
@@ -206,10 +209,7 @@ impl Vm {
                 started = started.and_then(|()| spawn("duet-doorbell".into(), Box::new(move || relay.run())));
             }
         }
-        match started {
-            Ok(()) => Ok(handles),
-            Err(e) => Err((handles, e)),
-        }
+        (handles, started)
     }
 
     /// Ends the HRT's waits, then stops and joins every thread.
@@ -221,7 +221,7 @@ impl Vm {
     }
 
     /// The stop request or fault that ended the VM, if there is one yet.
-    pub(crate) fn finished(&self) -> Option<crate::ExitReason> {
+    fn finished(&self) -> Option<crate::ExitReason> {
         use devices::stop::StopRequest;
         if let Some(fault) = self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).first() {
             return Some(crate::ExitReason::Fault(fault.clone()));
@@ -233,14 +233,9 @@ impl Vm {
     }
 
     /// What the event loop waits on: the stop signal's and the fault eventfd's duplicates.
-    pub(crate) fn wake_fds(&self) -> Result<Vec<EventFd>, VmmError> {
+    fn wake_fds(&self) -> Result<Vec<EventFd>, VmmError> {
         let dup = |e: &EventFd| e.try_clone().map_err(VmmError::io("duplicating an eventfd"));
         Ok(vec![dup(self.ctx.stop.eventfd())?, dup(&self.shared.fault_evt)?])
-    }
-
-    /// The serial console and whether stdin feeds it.
-    pub(crate) fn console_input(&self) -> Option<&Console> {
-        self.console_input.then_some(&self.serial)
     }
 
     fn outcome(&self, reason: crate::ExitReason) -> Outcome {

@@ -5,14 +5,18 @@
 //!   initramfs). Caches live in
 //!   `${XDG_CACHE_HOME:-~/.cache}/duet/`.
 //! - `check-guests`: checks the images that `images` made.
-//! - `test`: images, then the whole test suite (the README's test command).
+//! - `test`: images, then every check CI makes, the whole test suite last (the README's test command).
+//! - `check-structure`: unused dependencies and file-level import cycles, in every package.
+//! - `fuzz`: build and run the fuzz targets (what cargo-fuzz does, without installing it).
 //! - `demo`: images, then an interactive partitioned VM (Linux + duet's HRT) from `examples/`.
 
 mod apt;
 mod cpio;
+mod fuzz;
 mod images;
 mod kernel;
 mod modules;
+mod structure;
 mod tasks;
 mod util;
 
@@ -32,7 +36,14 @@ commands:
                      kernel) and initramfs-cloud.cpio (with that kernel's virtio modules).
                      Caches: ${XDG_CACHE_HOME:-~/.cache}/duet/
   check-guests       check the images in target/guest-images/
-  test [ARGS]        images, then the whole test suite (cargo test --workspace --release ARGS)
+  check-structure    every package's dependencies are used and its modules import each other
+                     without cycles
+  test [ARGS]        images, then every check CI makes: the structure check, clippy -D warnings
+                     (workspace and guests), the guests' unit tests, the benches and fuzz targets
+                     built, each fuzz target run briefly, and the whole test suite on real KVM;
+                     with ARGS only the test suite (cargo test --workspace --release ARGS)
+  fuzz [--seconds N] [--build-only] [TARGET...]
+                     build the fuzz targets (nightly, libFuzzer) and run each N seconds (60)
   demo [ARGS]        images, then boot the partitioned VM of examples/demo.toml (Linux + duet's HRT;
                      with the cloud kernel as the ROS on hardware KVM)
                      with the guest's console on this terminal; ARGS go to `duet run`
@@ -100,6 +111,8 @@ fn main() -> ExitCode {
             eprintln!("xtask: images ready in {:.1?}", start.elapsed());
         }),
         ["check-guests"] => check_guests(),
+        ["check-structure"] => structure::check(),
+        ["fuzz", ..] => fuzz::fuzz(&args[1..]),
         ["test", ..] | ["demo", ..] => {
             let task = if args[0] == "test" { tasks::test } else { tasks::demo };
             return match task(&args[1..]) {

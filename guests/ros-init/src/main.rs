@@ -5,10 +5,12 @@
 //! the initramfs carries for this kernel (`modules.rs`: the virtio drivers, where they are modules); checks
 //! `duet.expect_cpus=N` from /proc/cmdline; runs the command given after ` -- ` on the kernel
 //! command line (`shell` for an interactive busybox shell, anything else through `/bin/sh -c`,
-//! nothing for checks only); then powers the VM off with the resulting status.
+//! nothing for checks only); copies the kernel's reports of processes killed by a fault to the console
+//! (`kmsg.rs`); then powers the VM off with the resulting status.
 //!
 //! PID 1 must never exit or panic: every failure becomes a message and status 1.
 
+mod kmsg;
 mod modules;
 mod port;
 
@@ -155,6 +157,9 @@ fn run(port: &mut DebugPort) -> u32 {
     } else {
         run_command(&args)
     };
+    for report in kmsg::matching("segfault at") {
+        say!("kernel: {report}");
+    }
     if !checks_ok && status != 1 {
         say!("a check failed: status 1 instead of {status}");
         return 1;

@@ -37,8 +37,8 @@ const TIMED_HEADER_WORDS: usize = 16;
 const TIMED_NONE: u64 = u64::MAX;
 /// Most samples function 22 takes per invoke.
 const TIMED_MAX: u64 = 100_000;
-/// How long one invoke may take.
-const TIMEOUT: Duration = Duration::from_secs(900);
+/// How long an invoke may go without a forwarded request before the bench fails.
+const STALL: Duration = Duration::from_secs(120);
 /// Linux x86-64 system call numbers.
 const SYS_READ: u64 = 0;
 const SYS_WRITE: u64 = 1;
@@ -229,7 +229,7 @@ pub fn latency(port: &Port, core: u64, mode: Mode, n: u64, quick: bool) -> Resul
         let n = samples_for(n, w.size);
         let buf = job(n, w);
         let phase = Phase::begin(port);
-        let r = proxy.run(&[core], func::FWD_TIMED, &[buf.as_ptr() as u64], TIMEOUT);
+        let r = proxy.run(&[core], func::FWD_TIMED, &[buf.as_ptr() as u64], STALL);
         let name = format!("forward-{}-{}", w.name, mode.name());
         let line = phase.end(&name, n);
         match r.and_then(|r| check(&format!("latency {}", w.name), r[0])) {
@@ -395,7 +395,7 @@ pub fn scaling(port: &Port, version: &Version, mode: Mode, per_core: u64) -> Res
         let args: Vec<u64> = cores.iter().map(|_| per_core).collect();
         let phase = Phase::begin(port);
         let t0 = Instant::now();
-        let outcome = proxy.run(&cores, func::FWD_STRESS, &args, TIMEOUT);
+        let outcome = proxy.run(&cores, func::FWD_STRESS, &args, STALL);
         let secs = t0.elapsed().as_secs_f64();
         let line = phase.end(&format!("scaling-{k}-{}", mode.name()), per_core * k);
         let stopped = proxy.stop();

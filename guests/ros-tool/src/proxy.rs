@@ -253,9 +253,10 @@ impl<'p> Proxy<'p> {
     }
 
     /// Posts `func(args[i])` on core `cores[i]` for every i, serves every channel until each
-    /// invoke's completion record is written, and returns their results (in order). Fails after
-    /// `timeout`.
-    pub fn run(&mut self, cores: &[u64], func: u64, args: &[u64], timeout: Duration) -> Result<Vec<u64>, Error> {
+    /// invoke's completion record is written, and returns their results (in order). Fails when
+    /// `stall` passes without a request to serve (a slow host only slows the function down; a stuck
+    /// one is found).
+    pub fn run(&mut self, cores: &[u64], func: u64, args: &[u64], stall: Duration) -> Result<Vec<u64>, Error> {
         let records: Vec<CompletionCell> = cores.iter().map(|_| CompletionCell::default()).collect();
         let mut seqs = Vec::with_capacity(cores.len());
         for (i, &core) in cores.iter().enumerate() {
@@ -264,19 +265,19 @@ impl<'p> Proxy<'p> {
             seqs.push(seq.map_err(|e| Error::failed(format!("proxy: posting function {func} on core {core}: {e:?}")))?);
         }
         let done = || records.iter().zip(&seqs).all(|(r, &s)| r.seq.load(Ordering::Acquire) == s);
-        if !self.serve(Instant::now() + timeout, done) {
+        if !self.serve(stall, done) {
             return Err(Error::failed(format!(
-                "proxy: HRT function {func} did not finish on cores {cores:?} within {} s (served {:?})",
-                timeout.as_secs(),
+                "proxy: HRT function {func} did not finish on cores {cores:?}: no request for {} s (served {:?})",
+                stall.as_secs(),
                 self.stats.served
             )));
         }
         Ok(records.iter().map(|r| r.result.load(Ordering::Acquire)).collect())
     }
 
-    /// Serves until `done()` (looked at whenever every channel is empty) or `deadline`; whether
-    /// `done()` came true.
-    pub fn serve(&mut self, deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    /// Serves until `done()` (looked at whenever every channel is empty), or until `stall` passes
+    /// with nothing to serve; whether `done()` came true.
+    pub fn serve(&mut self, stall: Duration, mut done: impl FnMut() -> bool) -> bool {
         let mut idle_since = Instant::now();
         let mut idle: u64 = 0;
         let spin = Duration::from_micros(u64::from(self.mode.spin_us));
@@ -292,7 +293,7 @@ impl<'p> Proxy<'p> {
                 idle_since = Instant::now();
             }
             idle += 1;
-            if idle.is_multiple_of(256) && Instant::now() >= deadline {
+            if idle.is_multiple_of(256) && idle_since.elapsed() >= stall {
                 return false;
             }
             let sleep = match self.mode.mode {
@@ -311,9 +312,11 @@ impl<'p> Proxy<'p> {
                 idle = 0;
                 continue;
             }
-            self.sleep(deadline);
+            self.sleep();
             self.set_sleeping(false);
-            idle = 0;
+            if idle_since.elapsed() >= stall {
+                return false;
+            }
         }
     }
 
@@ -356,13 +359,12 @@ impl<'p> Proxy<'p> {
         }
     }
 
-    /// Blocks in `poll()` on the doorbell UART (at most [`SLEEP_SLICE_MS`], and not past
-    /// `deadline`), then drains what it got.
-    fn sleep(&mut self, deadline: Instant) {
+    /// Blocks in `poll()` on the doorbell UART (at most [`SLEEP_SLICE_MS`]), then drains what it
+    /// got.
+    fn sleep(&mut self) {
         let Some(tty) = self.tty.as_mut() else { return };
         self.stats.sleeps += 1;
-        let left = deadline.saturating_duration_since(Instant::now()).as_millis();
-        let ms = i32::try_from(left).unwrap_or(i32::MAX).clamp(0, SLEEP_SLICE_MS);
+        let ms = SLEEP_SLICE_MS;
         let mut fds = libc::pollfd { fd: tty.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd that lives across the call.
         let n = unsafe { libc::poll(&mut fds, 1, ms) };

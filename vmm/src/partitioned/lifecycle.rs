@@ -269,7 +269,8 @@ impl Lifecycle {
         let mut s = self.lock();
         s.parked += 1;
         self.changed.notify_all();
-        while !s.shutdown && !(s.phase.running() && s.epoch != *epoch) {
+        // Until the VM stops, or a boot newer than this core's last one runs.
+        while !(s.shutdown || s.phase.running() && s.epoch != *epoch) {
             s = self.wait(s);
         }
         s.parked -= 1;
@@ -381,7 +382,7 @@ mod tests {
         let t = l.next_job().expect("a job");
         assert_eq!(t.job, Job::Boot);
         assert_eq!(l.commit_boot(&t, Vec::new(), HvmInfo::default()), Some(1));
-        assert_eq!(l.while_running(|v| Ok(v)), Ok(0));
+        assert_eq!(l.while_running(Ok), Ok(0));
         l.reboot();
         assert_eq!(l.while_running(|_| Ok(())), Err(HcallError::BadState), "a reboot is pending");
         assert_eq!(l.commit_boot(&t, Vec::new(), HvmInfo::default()), None, "a superseded ticket commits nothing");

@@ -129,7 +129,9 @@ pub(super) fn handle(
     };
     let (reader, writer) = match (Reader::new(mem, chain.clone()), Writer::new(mem, chain)) {
         (Ok(r), Ok(w)) => (r, w),
-        // The checks above make this unreachable: every buffer is in memory and the total is bounded.
+        // `inspect` checked the chain, but Reader and Writer read its descriptors again from guest
+        // memory: a driver that rewrites them in between gets its request failed as a broken chain
+        // (every address either read touches is checked to lie in guest RAM, so nothing else follows).
         _ => return fail(mem, Some(status_at), ChainError::Broken.into()),
     };
     let mut data = writer;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use virtio_bindings::virtio_mmio as reg;
 use vmm_sys_util::tempdir::TempDir;
 
+use super::connection::BUF_ALLOC;
+use super::packet::{Header, HDR_SIZE, HOST_CID, TYPE_STREAM};
 use super::*;
 use crate::virtio::mmio::CONFIG_OFFSET;
 use crate::virtio::testing::{Driver, Seg, BUFFERS, MEM_SIZE};

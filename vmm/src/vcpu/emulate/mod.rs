@@ -22,6 +22,9 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 
 #[cfg(test)]
 mod tests;
+mod x87;
+
+use x87::{fninit, pop, set_top, store_env, top, update_es, FCW_RESERVED, FSW_B, FSW_C1, FSW_ES, FSW_EXC, FSW_IE, FSW_SF};
 
 /// Access to guest memory by guest-virtual address (the caller translates with KVM_TRANSLATE).
 pub trait GuestMemoryAccess {
@@ -169,15 +172,6 @@ pub fn handle_emulation_failure(
 use boot::entry::{CR0_EM, CR0_MP, CR0_PE, CR0_TS, CR4_OSFXSR, EFER_LMA};
 const RFLAGS_VM: u64 = 1 << 17;
 
-const FSW_EXC: u16 = 0x3F; // IE DE ZE OE UE PE
-const FSW_IE: u16 = 1;
-const FSW_SF: u16 = 1 << 6;
-const FSW_ES: u16 = 1 << 7;
-const FSW_C1: u16 = 1 << 9;
-const FSW_TOP: u16 = 7 << 11;
-const FSW_B: u16 = 1 << 15;
-const FCW_RESERVED: u16 = 0xE0C0;
-const FCW_INIT: u16 = 0x037F;
 /// MXCSR bits the guest may set (MXCSR_MASK as reported by FXSAVE on CPUs with DAZ).
 const MXCSR_MASK: u32 = 0xFFFF;
 
@@ -535,80 +529,4 @@ fn reg_value(regs: &kvm_regs, sregs: &kvm_sregs, long: bool, reg: Register) -> O
         2 => full & 0xFFFF,
         _ => return None,
     })
-}
-
-fn top(fpu: &kvm_fpu) -> u8 {
-    ((fpu.fsw & FSW_TOP) >> 11) as u8
-}
-
-fn set_top(fpu: &mut kvm_fpu, top: u8) {
-    fpu.fsw = (fpu.fsw & !FSW_TOP) | (u16::from(top & 7) << 11);
-}
-
-/// Pops the stack (optionally marking ST(0) empty first); `fincstp` does not free.
-fn pop(fpu: &mut kvm_fpu, free: bool) {
-    if free {
-        fpu.ftwx &= !(1 << top(fpu));
-    }
-    set_top(fpu, top(fpu).wrapping_add(1));
-    fpu.fpr.rotate_left(1);
-}
-
-/// ES and B reflect whether any unmasked exception flag is set.
-fn update_es(fpu: &mut kvm_fpu) {
-    if fpu.fsw & !fpu.fcw & FSW_EXC != 0 {
-        fpu.fsw |= FSW_ES | FSW_B;
-    } else {
-        fpu.fsw &= !(FSW_ES | FSW_B);
-    }
-}
-
-fn fninit(fpu: &mut kvm_fpu) {
-    fpu.fcw = FCW_INIT;
-    fpu.fsw = 0;
-    fpu.ftwx = 0;
-    fpu.last_opcode = 0;
-    fpu.last_ip = 0;
-    fpu.last_dp = 0;
-}
-
-/// The full tag word (2 bits per physical register: 00 valid, 01 zero, 10 special, 11 empty).
-fn full_tag(fpu: &kvm_fpu) -> u16 {
-    (0..8u8).fold(0, |tags, p| {
-        let st = &fpu.fpr[usize::from(p.wrapping_sub(top(fpu)) & 7)];
-        let exp = u16::from_le_bytes([st[8], st[9]]) & 0x7FFF;
-        let mantissa = u64::from_le_bytes([st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]]);
-        let tag = if fpu.ftwx & (1 << p) == 0 {
-            3
-        } else if exp == 0 && mantissa == 0 {
-            1
-        } else if exp == 0x7FFF || exp == 0 || mantissa >> 63 == 0 {
-            2 // NaN/infinity, denormal, unnormal
-        } else {
-            0
-        };
-        tags | (tag << (2 * p))
-    })
-}
-
-/// The protected-mode x87 environment image (14 bytes with w = 2, 28 bytes with w = 4).
-fn store_env(fpu: &kvm_fpu, w: usize) -> Vec<u8> {
-    let fields = [
-        u32::from(fpu.fcw),
-        u32::from(fpu.fsw),
-        u32::from(full_tag(fpu)),
-        fpu.last_ip as u32,
-        u32::from(fpu.last_opcode & 0x7FF) << 16, // FPU CS selector (0) | FOP
-        fpu.last_dp as u32,
-        0, // FPU DS selector
-    ];
-    let mut image = Vec::with_capacity(7 * w + 80);
-    for (i, f) in fields.into_iter().enumerate() {
-        match w {
-            // Bits 16-31 of the control, status and tag fields are reserved and stored as ones.
-            4 => image.extend_from_slice(&(if i < 3 { f | 0xFFFF_0000 } else { f }).to_le_bytes()),
-            _ => image.extend_from_slice(&(f as u16).to_le_bytes()),
-        }
-    }
-    image
 }

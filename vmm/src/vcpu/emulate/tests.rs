@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use super::x87::{full_tag, FCW_INIT};
 use super::*;
 use std::collections::HashMap;
 
