@@ -39,13 +39,14 @@ pub const HEADER_SLOT_COUNT: usize = HEADER + 12;
 pub const HEADER_MODE: usize = HEADER + 16;
 /// `spin_us: u32` in the header: in [`MODE_ADAPTIVE`], how long a side spins before it sleeps.
 pub const HEADER_SPIN_US: usize = HEADER + 20;
-/// Mode: both sides spin; no doorbells, no exits.
-pub const MODE_POLL: u32 = 0;
+/// Mode: both sides spin; no doorbells, no exits. The modes are the ABI's [`abi::ForwardMode`]'s
+/// numbers (the VM's configured mode, which the HVM information tells both partitions).
+pub const MODE_POLL: u32 = abi::ForwardMode::Poll as u32;
 /// Mode: a side with nothing to do sleeps at once, after setting [`FLAG_SLEEPING`]; the peer
 /// rings its doorbell when it finds that flag set after publishing work for it.
-pub const MODE_NOTIFY: u32 = 1;
+pub const MODE_NOTIFY: u32 = abi::ForwardMode::Notify as u32;
 /// Mode: spin for `spin_us`, then sleep as in [`MODE_NOTIFY`].
-pub const MODE_ADAPTIVE: u32 = 2;
+pub const MODE_ADAPTIVE: u32 = abi::ForwardMode::Adaptive as u32;
 
 /// Offset of the producer's line (the HRT core writes it, the proxy only reads it).
 pub const PRODUCER: usize = 0x080;

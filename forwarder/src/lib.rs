@@ -1,7 +1,8 @@
 //! The syscall-forwarding channel between an HRT core and its partner process (the proxy) in the ROS:
 //! a versioned `#[repr(C)]` layout and a lock-free single-producer/single-consumer ring over memory
-//! both sides map. `no_std`, no dependencies, no floating point, so the HRT kernel (built without
-//! SSE, with its own `mem*` functions) and the ROS proxy link the same code. The prose specification
+//! both sides map. `no_std`, no dependency but the ABI crate `abi` (its forwarding modes), no floating
+//! point, so the HRT kernel (built without SSE, with its own `mem*` functions) and the ROS proxy link
+//! the same code. The prose specification
 //! is `docs/forwarding.md`.
 //!
 //! - [`layout`]: the byte layout (offsets as constants) and the [`Request`] / [`Response`] records.

@@ -14,10 +14,10 @@ use super::PartitionedVm;
 
 fn kick(threads: &[Option<libc::pthread_t>]) {
     for t in threads.iter().flatten() {
-        // SAFETY: the HRT's vCPU threads live until the VM stops, and the supervisor (which kicks) stops
-        // before they are joined (`crate::Vm::run` joins the threads in the order they were started,
-        // the cores' first, after the shutdown that ends the supervisor's loop); the kick signal's
-        // handler is installed and does nothing.
+        // SAFETY: `t` is a core thread's pthread_t, valid until that thread is joined. Kicks happen
+        // only in `Lifecycle::park_all`, under the lifecycle's lock and only before shutdown, and
+        // `crate::Vm::run` shuts the lifecycle down (under the same lock) before it joins any thread:
+        // no kick can reach a joined thread. The kick signal's handler is installed and does nothing.
         unsafe { libc::pthread_kill(*t, crate::kick::kick_signal()) };
     }
 }
