@@ -168,23 +168,26 @@ fn expand(rest: &str) -> Vec<Vec<String>> {
                 if !ident.is_empty() {
                     path.push(std::mem::take(&mut ident));
                 }
-                group(s, path.clone(), out);
+                group(s, std::mem::replace(&mut path, prefix.clone()), out);
             } else if c == ',' {
                 s.next();
                 if !ident.is_empty() {
                     path.push(std::mem::take(&mut ident));
                 }
-                out.push(std::mem::replace(&mut path, prefix.clone()));
+                let done = std::mem::replace(&mut path, prefix.clone());
+                if done.len() > prefix.len() {
+                    out.push(done);
+                }
             } else if c == '}' {
                 s.next();
                 break;
-            } else if c.is_whitespace() && !prefix.is_empty() {
+            } else if c.is_whitespace() {
                 s.next();
                 if !ident.is_empty() {
                     // `X as Y`: skip the alias.
                     path.push(std::mem::take(&mut ident));
                     if s.clone().collect::<String>().trim_start().starts_with("as ") {
-                        while s.peek().is_some_and(|c| *c != ',' && *c != '}') {
+                        while s.peek().is_some_and(|c| *c != ',' && *c != '}' && *c != ';') {
                             s.next();
                         }
                     }
@@ -364,6 +367,7 @@ mod tests {
     #[test]
     fn paths_and_brace_groups_expand_to_their_leaves() {
         assert_eq!(expand("a::b::C;"), strings(&[&["a", "b", "C"]]));
+        assert_eq!(expand("a::B as C; fn x() {}"), strings(&[&["a", "B"]]));
         assert_eq!(expand("{a::B, c::{D, e::F}, g as H};"), strings(&[&["a", "B"], &["c", "D"], &["c", "e", "F"], &["g"]]));
     }
 
