@@ -11,17 +11,19 @@
 //! - [`mptable`]: the Intel MultiProcessor table that lets an SMP Linux find every vCPU without ACPI.
 //! - [`multiboot2`]: Multiboot2 (spec 2.0): header and ELF/a.out inspection, loading with relocation, the
 //!   boot information structure, and the 32-bit protected-mode entry state.
-//! - [`elf`]: the ELF program-header walker both kernel formats share (hostile input: every malformed
-//!   file is an error), and [`elf::Builder`], which writes small ELF files for tests, fuzz seeds and tools.
+//! - [`elf`]: the ELF program-header walker both kernel formats share (the `elfview` crate, which the
+//!   ROS's `hvm exec` loader shares too; hostile input: every malformed file is an error), and
+//!   [`elf::Builder`], which writes small ELF files for tests, fuzz seeds and tools.
 //! - [`entry`]: long-mode entry state (GDT, identity page tables) shared by every 64-bit entry.
 
 pub mod acpi;
-pub mod elf;
 pub mod entry;
 pub mod layout;
-mod le;
 pub mod linux;
 pub mod mptable;
 pub mod multiboot2;
+
+pub use elfview as elf;
+use elfview::le;
 
 pub use entry::{BootEntry, SegmentDescriptor};

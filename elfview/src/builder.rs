@@ -15,7 +15,7 @@ use super::{Class, ELF_MAGIC, EM_386, EM_X86_64, PT_LOAD};
 /// addresses and sizes are truncated to 32 bits.
 ///
 /// ```
-/// use boot::elf::{Builder, Elf};
+/// use elfview::{Builder, Elf};
 ///
 /// let code = [0xf4u8; 16]; // hlt
 /// let file = Builder::elf64().entry(0x100_0000).segment(0x100_0000, &code, 0x1000).build();

@@ -1,6 +1,8 @@
-//! ELF files (little-endian, as x86 has them): the one program-header walker that the Linux
-//! ([`crate::linux::inspect`]) and Multiboot2 ([`crate::multiboot2::inspect`]) inspectors share, and
-//! [`Builder`], which writes small ELF files for tests, fuzz seeds and tools.
+//! ELF files (little-endian, as x86 has them): the one program-header walker that duet's loaders
+//! share — the Linux and Multiboot2 image inspectors of the `boot` crate (as `boot::elf`) and the
+//! program loader of `hvm exec` in the ROS (guests/ros-tool) — and [`Builder`], which writes small
+//! ELF files for tests, fuzz seeds and tools. [`le`] holds the little-endian field readers of
+//! untrusted bytes that the loaders use for the rest of their formats.
 //!
 //! The reader treats every file as hostile: each read is bounds checked, all arithmetic on values
 //! from the file is checked, and every malformed file is an [`ElfError`], never a panic. It is
@@ -15,10 +17,11 @@
 //! - its `ParseError`s cannot say which segment, or how many program headers at which offset, are
 //!   missing, and duet's messages do.
 //!
-//! Only what loading needs is read: the file header's class, byte order, machine, entry point and
-//! program header table, the program headers, and notes.
+//! Only what loading needs is read: the file header's class, byte order, type, machine, entry point
+//! and program header table, the program headers, and notes.
 
 mod builder;
+pub mod le;
 
 pub use builder::{Builder, BuilderSegment};
 
@@ -28,8 +31,24 @@ use crate::le::{u16_at, u32_at, u64_at};
 pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 /// Program header type: a loadable segment.
 pub const PT_LOAD: u32 = 1;
+/// Program header type: the path of the program interpreter (the dynamic loader).
+pub const PT_INTERP: u32 = 3;
 /// Program header type: notes.
 pub const PT_NOTE: u32 = 4;
+/// Program header type: the program header table itself, as loaded.
+pub const PT_PHDR: u32 = 6;
+/// Program header type: the stack's permissions (GNU).
+pub const PT_GNU_STACK: u32 = 0x6474_e551;
+/// `p_flags`: executable.
+pub const PF_X: u32 = 1;
+/// `p_flags`: writable.
+pub const PF_W: u32 = 2;
+/// `p_flags`: readable.
+pub const PF_R: u32 = 4;
+/// `e_type`: an executable at fixed addresses.
+pub const ET_EXEC: u16 = 2;
+/// `e_type`: a shared object (or a position-independent executable).
+pub const ET_DYN: u16 = 3;
 /// `e_machine`: i386.
 pub const EM_386: u16 = 3;
 /// `e_machine`: x86-64.
@@ -116,6 +135,8 @@ pub struct Elf<'a> {
     image: &'a [u8],
     /// 32- or 64-bit.
     pub class: Class,
+    /// `e_type` ([`ET_EXEC`], [`ET_DYN`], ...).
+    pub kind: u16,
     /// `e_machine`.
     pub machine: u16,
     /// `e_entry` (a virtual address).
@@ -161,6 +182,7 @@ impl<'a> Elf<'a> {
         Ok(Elf {
             image,
             class,
+            kind: u16_at(image, 16).unwrap_or(0),
             machine: u16_at(image, 18).unwrap_or(0),
             entry: word(24, 24),
             phoff: word(28, 32),
@@ -237,11 +259,16 @@ impl Iterator for ProgramHeaders<'_> {
         Some(ProgramHeader {
             index: usize::try_from(index).ok()?,
             p_type: u32_at(image, at).unwrap_or(0),
+            flags: match elf.class {
+                Class::Elf32 => u32_at(image, at + 24).unwrap_or(0),
+                Class::Elf64 => u32_at(image, at + 4).unwrap_or(0),
+            },
             offset: word(4, 8),
             vaddr: word(8, 16),
             paddr: word(12, 24),
             file_size: word(16, 32),
             mem_size: word(20, 40),
+            align: word(28, 48),
         })
     }
 }
@@ -253,6 +280,8 @@ pub struct ProgramHeader {
     pub index: usize,
     /// `p_type`.
     pub p_type: u32,
+    /// `p_flags` ([`PF_R`], [`PF_W`], [`PF_X`]).
+    pub flags: u32,
     /// `p_offset`: where its bytes are in the file.
     pub offset: u64,
     /// `p_vaddr`.
@@ -263,6 +292,8 @@ pub struct ProgramHeader {
     pub file_size: u64,
     /// `p_memsz`: bytes in memory.
     pub mem_size: u64,
+    /// `p_align`.
+    pub align: u64,
 }
 
 impl ProgramHeader {

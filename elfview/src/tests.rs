@@ -30,8 +30,8 @@ fn builder_writes_what_the_walker_reads() {
         assert_eq!(elf.phentsize, class.program_header_size() as u64);
         let ph: Vec<_> = elf.program_headers().expect("headers").collect();
         let want = [
-            ProgramHeader { index: 0, p_type: PT_LOAD, offset: 0x1000, vaddr: 0x20_0000, paddr: 0x20_0000, file_size: 0x30, mem_size: 0x1000 },
-            ProgramHeader { index: 1, p_type: PT_LOAD, offset: 0x1030, vaddr: 0x4000_0000, paddr: 0x30_0000, file_size: 8, mem_size: 8 },
+            ProgramHeader { index: 0, p_type: PT_LOAD, flags: 7, offset: 0x1000, vaddr: 0x20_0000, paddr: 0x20_0000, file_size: 0x30, mem_size: 0x1000, align: 0x1000 },
+            ProgramHeader { index: 1, p_type: PT_LOAD, flags: 7, offset: 0x1030, vaddr: 0x4000_0000, paddr: 0x30_0000, file_size: 8, mem_size: 8, align: 0x1000 },
         ];
         assert_eq!(ph, want);
         assert_eq!(ph[1].file_bytes(&f), Some(&[1u8; 8][..]));
