@@ -11,8 +11,9 @@
 //! - [`mptable`]: the Intel MultiProcessor table that lets an SMP Linux find every vCPU without ACPI.
 //! - [`multiboot2`]: Multiboot2 (spec 2.0): header and ELF/a.out inspection, loading with relocation, the
 //!   boot information structure, and the 32-bit protected-mode entry state.
-//! - [`elf`]: the ELF program-header walker both kernel formats share (the `elfview` crate, which the
-//!   ROS's `hvm exec` loader shares too; hostile input: every malformed file is an error), and
+//! - [`elf`]: the ELF program-header walker both kernel formats share (the `elfview` crate, a crate of
+//!   its own so that a program loader in the ROS can share it; hostile input: every malformed file is
+//!   an error), and
 //!   [`elf::Builder`], which writes small ELF files for tests, fuzz seeds and tools.
 //! - [`entry`]: long-mode entry state (GDT, identity page tables) shared by every 64-bit entry.
 

@@ -1,6 +1,7 @@
 //! ELF files (little-endian, as x86 has them): the one program-header walker that duet's loaders
-//! share — the Linux and Multiboot2 image inspectors of the `boot` crate (as `boot::elf`) and the
-//! program loader of `hvm exec` in the ROS (guests/ros-tool) — and [`Builder`], which writes small
+//! share — the Linux and Multiboot2 image inspectors of the `boot` crate (as `boot::elf`), and the
+//! program loader of `hvm exec` in the ROS once that lands (it reads `e_type`, `p_flags`, `p_align`
+//! and PT_INTERP, which the kernel inspectors do not) — and [`Builder`], which writes small
 //! ELF files for tests, fuzz seeds and tools. [`le`] holds the little-endian field readers of
 //! untrusted bytes that the loaders use for the rest of their formats.
 //!
